@@ -1,0 +1,78 @@
+"""Wiring: settings in, the database, ingestor and mailbox pollers out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alembic.script import ScriptDirectory
+
+from mailbot.clock import Clock, SystemClock
+from mailbot.config import Settings
+from mailbot.identify import compile_patterns
+from mailbot.ingest import Ingestor
+from mailbot.mail.imap import ImapEndpoint
+from mailbot.pipeline import DefaultSeverity, IngestPolicy
+from mailbot.poller import MailboxPlan, MailboxPoller
+from mailbot.store import Database
+from mailbot.store.db import alembic_config
+
+
+class SchemaOutOfDate(Exception):
+    """The database schema is older than this mailbot; `mailbot db upgrade` fixes it."""
+
+
+@dataclass
+class App:
+    """The long-lived objects every command works with."""
+
+    settings: Settings
+    db: Database
+    clock: Clock = field(default_factory=SystemClock)
+
+    def ingestor(self) -> Ingestor:
+        settings = self.settings
+        policy = IngestPolicy(
+            max_message_bytes=settings.storage.max_message_bytes,
+            customer_id_patterns=compile_patterns(settings.customer_id.patterns),
+        )
+        return Ingestor(self.db, policy, DefaultSeverity(settings.rules.default_severity),
+                        self.clock)
+
+    def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
+        shared = ingestor or self.ingestor()
+        return [MailboxPoller(plan, shared, self.db, self.clock) for plan in self.plans()]
+
+    def plans(self) -> list[MailboxPlan]:
+        plans = []
+        for mailbox in self.settings.mailboxes:
+            imap = mailbox.imap
+            endpoint = ImapEndpoint(
+                host=imap.host, port=imap.port or 993, security=imap.security,
+                username=imap.username,
+                password=imap.password.get_secret_value() if imap.password else "",
+                timeout=imap.timeout.total_seconds(), tls_verify=imap.tls_verify,
+                ca_file=str(imap.ca_file) if imap.ca_file else None)
+            plans.append(MailboxPlan(
+                name=mailbox.name, endpoint=endpoint, folder=mailbox.folder,
+                processed_folder=mailbox.processed_folder,
+                quarantine_folder=mailbox.quarantine_folder, batch_size=mailbox.batch_size))
+        return plans
+
+
+def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> App:
+    """Connect to the database; create the schema in an empty one, refuse an outdated one."""
+    db = Database(settings.database.url, echo=settings.database.echo)
+    if migrate:
+        ensure_schema(db)
+    return App(settings, db, clock or SystemClock())
+
+
+def ensure_schema(db: Database) -> None:
+    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    current = db.current_revision()
+    if current is None:
+        db.upgrade()
+    elif current != head:
+        raise SchemaOutOfDate(
+            f"the database schema is at revision {current}, this mailbot needs {head}: "
+            "run `mailbot db upgrade`")

@@ -1,0 +1,340 @@
+"""The `mailbot` command: parse arguments, call the core, print a table or `--json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import structlog
+
+from mailbot import quarantine as quarantine_ops
+from mailbot.app import App, SchemaOutOfDate, open_app
+from mailbot.config import ConfigError, Settings, load_settings
+from mailbot.customers import DirectoryFileError, read_customer_file
+from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
+from mailbot.logs import configure_logging
+from mailbot.mail.imap import MailboxUnavailable
+from mailbot.store import Database, queries, writes
+from mailbot.views import customer_row, quarantine_row, table, ticket_row, ticket_story_dict
+
+EX_TEMPFAIL = 75
+EX_NOINPUT = 66
+EX_CONFIG = 78
+EX_FAILURE = 1
+
+TICKET_COLUMNS = [("number", "#"), ("status", "status"), ("severity", "sev"),
+                  ("customer_id", "customer"), ("customer_verified", "verified"),
+                  ("requester", "requester"), ("subject", "subject"),
+                  ("message_count", "msgs"), ("attachment_count", "files")]
+
+
+@dataclass
+class Context:
+    """What every command shares: where the config is and how to report."""
+
+    config_path: Path
+    as_json: bool = False
+
+    def settings(self) -> Settings:
+        try:
+            settings = load_settings(self.config_path, os.environ)
+        except ConfigError as exc:
+            fail(f"configuration {self.config_path} is not valid:\n{exc}", EX_CONFIG)
+        configure_logging(settings.logging.format, settings.logging.level)
+        return settings
+
+    def app(self) -> App:
+        try:
+            return open_app(self.settings())
+        except SchemaOutOfDate as exc:
+            fail(str(exc), EX_CONFIG)
+
+    def emit(self, data: Any, text: str) -> None:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False) if self.as_json else text)
+
+
+def fail(message: str, code: int = EX_FAILURE) -> NoReturn:
+    click.echo(f"mailbot: {message}", err=True)
+    sys.exit(code)
+
+
+def _default_config() -> str:
+    return os.environ.get("MAILBOT_CONFIG", "config.yaml")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _with_json(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @json_option
+    @click.pass_obj
+    def wrapper(ctx: Context, /, as_json: bool, **kwargs: Any) -> Any:
+        ctx.as_json = as_json
+        return fn(ctx, **kwargs)
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=_default_config, show_default="$MAILBOT_CONFIG or ./config.yaml",
+              help="Configuration file.")
+@click.pass_context
+def main(click_ctx: click.Context, config_path: Path) -> None:
+    """mailbot: turns a support mailbox into tickets."""
+    click_ctx.obj = Context(config_path)
+
+
+@main.command()
+@_with_json
+def poll(ctx: Context) -> None:
+    """One pass over every mailbox, then exit (for cron and tests)."""
+    app = ctx.app()
+    ingestor = app.ingestor()
+    reports: list[dict[str, Any]] = []
+    failed = False
+    for poller in app.pollers(ingestor):
+        try:
+            report = poller.run_pass()
+            error = None
+        except (MailboxUnavailable, TemporaryFailure) as exc:
+            failed, error = True, str(exc)
+            report = None
+        finally:
+            poller.close()
+        reports.append({"mailbox": poller.plan.name, "error": error,
+                        "fetched": report.fetched if report else 0,
+                        "tickets": report.tickets if report else 0,
+                        "duplicates": report.duplicates if report else 0,
+                        "quarantined": report.quarantined if report else 0})
+    ctx.emit(reports, table(reports, [("mailbox", "mailbox"), ("fetched", "fetched"),
+                                      ("tickets", "tickets"), ("duplicates", "duplicates"),
+                                      ("quarantined", "quarantined"), ("error", "error")],
+                            max_width=80))
+    if failed:
+        sys.exit(EX_TEMPFAIL)
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@_with_json
+def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
+    """Ingest .eml files, or one message from stdin (MTA pipe); exit 75 on temporary failure."""
+    app = ctx.app()
+    ingestor = app.ingestor()
+    results: list[dict[str, Any]] = []
+    inputs: list[tuple[str, Callable[[], bytes]]] = (
+        [(str(f), f.read_bytes) for f in files] if files
+        else [("stdin", sys.stdin.buffer.read)])
+    for name, read in inputs:
+        try:
+            raw = read()
+        except OSError as exc:
+            fail(f"{name}: cannot read: {exc.strerror or exc}", EX_NOINPUT)
+        try:
+            outcome = ingestor.ingest(raw, source=f"file:{name}" if files else "stdin")
+        except TemporaryFailure as exc:
+            fail(f"{name}: temporary failure, nothing stored: {exc}", EX_TEMPFAIL)
+        results.append({"file": name, **_outcome_dict(outcome)})
+    ctx.emit(results, "\n".join(f"{r['file']}: {_outcome_words(r)}" for r in results))
+
+
+def _outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    return {"outcome": str(outcome.kind), "ticket_number": outcome.ticket_number,
+            "quarantine_id": outcome.quarantine_id, "message_id": outcome.message_id,
+            "reason": outcome.reason}
+
+
+def _outcome_words(row: dict[str, Any]) -> str:
+    if row["outcome"] == OutcomeKind.TICKET:
+        return f"ticket #{row['ticket_number']}"
+    if row["outcome"] == OutcomeKind.DUPLICATE:
+        where = (f"ticket #{row['ticket_number']}" if row["ticket_number"]
+                 else f"quarantine {row['quarantine_id']}")
+        return f"already stored ({where})"
+    return f"quarantined as {row['quarantine_id']}: {row['reason']}"
+
+
+@main.group()
+def tickets() -> None:
+    """Browse tickets."""
+
+
+@tickets.command("list")
+@click.option("--status", type=click.Choice(["open", "waiting", "resolved"]))
+@click.option("--severity", type=click.Choice(["P1", "P2", "P3", "P4"], case_sensitive=False))
+@click.option("--customer", help="Customer ID.")
+@click.option("--limit", type=click.IntRange(min=1))
+@_with_json
+def tickets_list(ctx: Context, status: str | None, severity: str | None,
+                 customer: str | None, limit: int | None) -> None:
+    """List tickets, oldest first."""
+    app = ctx.app()
+    with app.db.session() as session:
+        rows = [ticket_row(t) for t in queries.list_tickets(
+            session, status=status, severity=severity, customer=customer, limit=limit)]
+    ctx.emit(rows, table(rows, TICKET_COLUMNS) if rows else "no tickets")
+
+
+@tickets.command("show")
+@click.argument("number", type=int)
+@_with_json
+def tickets_show(ctx: Context, number: int) -> None:
+    """One ticket with its messages, attachments and audit trail."""
+    app = ctx.app()
+    with app.db.session() as session:
+        story = queries.ticket_story(session, number)
+    if story is None:
+        fail(f"no ticket #{number}")
+    data = ticket_story_dict(story)
+    ctx.emit(data, _story_text(data))
+
+
+def _story_text(data: dict[str, Any]) -> str:
+    lines = [f"Ticket #{data['number']}  {data['severity']}  {data['status']}",
+             f"Subject:   {data['subject']}",
+             f"Requester: {data['requester']}",
+             f"Customer:  {data['customer_id'] or '(missing)'}"
+             f" ({data['customer_source']}, verified: {data['customer_verified']})",
+             f"Created:   {data['created_at']}"]
+    for message in data["messages"]:
+        lines += ["", f"--- message {message['message_id'] or '(no Message-ID)'}"
+                      f" from {message['from'] or '(unknown)'} at {message['received_at']}"]
+        lines += [f"    attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+                  for a in message["attachments"]]
+        lines += ["", message["body_text"].strip()[:4000]]
+    lines += ["", "--- audit trail"]
+    lines += [f"{e['at']}  {e['kind']}  " + ", ".join(
+        f"{k}={v}" for k, v in e.items() if k not in ("at", "kind") and v not in (None, [], ""))
+        for e in data["events"]]
+    return "\n".join(lines)
+
+
+@main.group()
+def customers() -> None:
+    """The customer directory."""
+
+
+@customers.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@_with_json
+def customers_import(ctx: Context, file: Path) -> None:
+    """Import customers from CSV or YAML (customer_id, name, domains, contacts, ...)."""
+    try:
+        records = read_customer_file(file)
+    except DirectoryFileError as exc:
+        fail(str(exc))
+    app = ctx.app()
+    with app.db.transaction() as session:
+        added, updated = writes.upsert_customers(session, records)
+    ctx.emit({"added": added, "updated": updated},
+             f"{added} customer(s) added, {updated} updated")
+
+
+@customers.command("list")
+@_with_json
+def customers_list(ctx: Context) -> None:
+    """List the customer directory."""
+    app = ctx.app()
+    with app.db.session() as session:
+        rows = [customer_row(c) for c in queries.list_customers(session)]
+    ctx.emit(rows, table(rows, [("customer_id", "id"), ("name", "name"), ("plan", "plan"),
+                                ("domains", "domains"), ("contacts", "contacts"),
+                                ("account_manager", "account manager")])
+             if rows else "no customers")
+
+
+@main.group("quarantine")
+def quarantine_group() -> None:
+    """Messages that could not be ticketed."""
+
+
+@quarantine_group.command("list")
+@click.option("--all", "include_done", is_flag=True, help="Include replayed and dropped.")
+@_with_json
+def quarantine_list(ctx: Context, include_done: bool) -> None:
+    """Quarantined messages with their reasons."""
+    app = ctx.app()
+    with app.db.session() as session:
+        rows = [quarantine_row(q) for q in queries.list_quarantine(
+            session, include_done=include_done)]
+    ctx.emit(rows, table(rows, [("id", "id"), ("status", "status"),
+                                ("received_at", "received"), ("size", "bytes"),
+                                ("source", "source"), ("reason", "reason")], max_width=70)
+             if rows else "quarantine is empty")
+
+
+@quarantine_group.command("replay")
+@click.argument("entry_id", type=int)
+@_with_json
+def quarantine_replay(ctx: Context, entry_id: int) -> None:
+    """Run a quarantined message through the pipeline again."""
+    app = ctx.app()
+    try:
+        outcome = quarantine_ops.replay(app.db, app.ingestor(), entry_id)
+    except quarantine_ops.QuarantineError as exc:
+        fail(str(exc))
+    except TemporaryFailure as exc:
+        fail(str(exc), EX_TEMPFAIL)
+    row = {"id": entry_id, **_outcome_dict(outcome)}
+    ctx.emit(row, f"quarantine {entry_id}: {_outcome_words(row)}")
+    if outcome.quarantined:
+        sys.exit(EX_FAILURE)
+
+
+@quarantine_group.command("drop")
+@click.argument("entry_id", type=int)
+@_with_json
+def quarantine_drop(ctx: Context, entry_id: int) -> None:
+    """Stop holding a quarantined message (its raw bytes stay stored)."""
+    app = ctx.app()
+    try:
+        quarantine_ops.drop(app.db, entry_id)
+    except quarantine_ops.QuarantineError as exc:
+        fail(str(exc))
+    ctx.emit({"id": entry_id, "status": "dropped"}, f"quarantine {entry_id}: dropped")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(ctx: Context) -> None:
+    """Apply schema migrations (alembic)."""
+    settings = ctx.settings()
+    database = Database(settings.database.url)
+    before = database.current_revision()
+    database.upgrade()
+    after = database.current_revision()
+    click.echo(f"schema: {before or 'empty'} -> {after}" if before != after
+               else f"schema already at {after}")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path),
+              default=Path("mailbot-demo"), show_default=True,
+              help="Where the demo keeps its SQLite file and outgoing mail.")
+@_with_json
+def demo(ctx: Context, directory: Path) -> None:
+    """The whole flow on this machine: sample mails in, tickets in a local SQLite file."""
+    from mailbot.demo import run_demo
+
+    result = run_demo(directory)
+    ctx.emit(result.as_dict(), result.text())
+
+
+def run() -> None:
+    """Entry point that logs with structlog's defaults until a config says otherwise."""
+    configure_logging("console", "warning")
+    structlog.get_logger("mailbot").debug("start", argv=sys.argv[1:])
+    main()

@@ -1,0 +1,523 @@
+"""YAML configuration → frozen, validated settings; errors name the key path; secrets redacted."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from mailbot.units import parse_duration, parse_size
+
+SEVERITIES = ("P1", "P2", "P3", "P4")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+DEFAULT_CUSTOMER_ID_PATTERNS: tuple[str, ...] = (
+    r"\b(?:customer[\s_-]*id|cust\.?[\s_-]*id|cid)\b(?:\s*(?:is|:|=|#|-)\s*|\s+)#?\s*"
+    r"((?:[A-Z]{1,6}-?)?\d{3,})\b",
+)
+
+Severity = Literal["P1", "P2", "P3", "P4"]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `errors` lists `key.path: message` lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
+def _resolve(path: str | Path | None, info: ValidationInfo) -> Path | None:
+    if path is None:
+        return None
+    base = Path(_context(info).get("base_dir", "."))
+    return (base / Path(path).expanduser()).resolve()
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ImapSettings(_Model):
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    timeout: Duration = timedelta(seconds=30)
+    tls_verify: bool = True
+    ca_file: Path | None = None
+
+    @field_validator("password_file", "ca_file")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _check(self) -> ImapSettings:
+        if self.security == "none" and not is_loopback_host(self.host):
+            raise ValueError("security: 'none' (plain IMAP) is allowed only for a loopback host")
+        if self.port is None:
+            object.__setattr__(self, "port", 993 if self.security == "ssl" else 143)
+        return self
+
+
+class MailboxSettings(_Model):
+    name: str = Field(pattern=r"^[a-z0-9_-]+$", max_length=64)
+    imap: ImapSettings
+    folder: str = "INBOX"
+    processed_folder: str | None = "Processed"
+    quarantine_folder: str = "Quarantine"
+    idle: bool = True
+    poll_interval: Duration = timedelta(seconds=60)
+    batch_size: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_env(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("imap"), dict):
+            return data
+        imap = dict(data["imap"])
+        env = _context(info).get("environ", {})
+        name = str(data.get("name", "")).upper().replace("-", "_")
+        from_env = env.get(f"MAILBOT_{name}_IMAP_PASSWORD")
+        if from_env:
+            imap["password"] = from_env
+            imap.pop("password_file", None)
+        elif imap.get("password_file") and not imap.get("password"):
+            path = _resolve(imap["password_file"], info)
+            assert path is not None
+            try:
+                imap["password"] = _read_secret(path)
+            except ValueError as exc:
+                raise ValueError(f"imap.password_file: {exc}") from exc
+        return {**data, "imap": imap}
+
+
+class SmtpSettings(_Model):
+    transport: Literal["smtp", "file"] = "smtp"
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    timeout: Duration = timedelta(seconds=30)
+    dir: Path | None = None
+    from_: str = Field(alias="from")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              validate_default=True)
+
+    @field_validator("password_file", "dir")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @field_validator("from_")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        from_env = _context(info).get("environ", {}).get("MAILBOT_SMTP_PASSWORD")
+        if from_env:
+            data["password"] = from_env
+            data.pop("password_file", None)
+        elif data.get("password_file") and not data.get("password"):
+            path = _resolve(data["password_file"], info)
+            assert path is not None
+            data["password"] = _read_secret(path)
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SmtpSettings:
+        if self.transport == "file":
+            if self.dir is None:
+                raise ValueError("dir: required with transport: file")
+            return self
+        if not self.host:
+            raise ValueError("host: required with transport: smtp")
+        if self.security == "none" and not is_loopback_host(self.host):
+            raise ValueError("security: 'none' (plain SMTP) is allowed only for a loopback host")
+        if self.port is None:
+            port = {"ssl": 465, "starttls": 587, "none": 25}[self.security]
+            object.__setattr__(self, "port", port)
+        return self
+
+
+class DatabaseSettings(_Model):
+    url: str
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _sqlite_path(cls, value: str, info: ValidationInfo) -> str:
+        prefix = "sqlite:///"
+        if value.startswith(prefix) and not value.startswith(prefix + "/"):
+            rest = value[len(prefix):]
+            if rest and rest != ":memory:":
+                return prefix + str(_resolve(rest, info))
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+
+class StorageSettings(_Model):
+    dir: Path = Path("var")
+    max_message_bytes: Size = 50 * 1000**2
+
+    @field_validator("dir")
+    @classmethod
+    def _path(cls, value: Path, info: ValidationInfo) -> Path:
+        resolved = _resolve(value, info)
+        assert resolved is not None
+        return resolved
+
+
+class RulesSettings(_Model):
+    path: Path = Path("rules")
+    default_severity: Severity = "P3"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: Path, info: ValidationInfo) -> Path:
+        resolved = _resolve(value, info)
+        assert resolved is not None
+        return resolved
+
+
+class TemplatesSettings(_Model):
+    path: Path | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+
+class CustomerIdSettings(_Model):
+    patterns: tuple[str, ...] = DEFAULT_CUSTOMER_ID_PATTERNS
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for index, pattern in enumerate(patterns):
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"patterns[{index}]: not a valid regex: {exc}") from exc
+            if compiled.groups != 1:
+                raise ValueError(f"patterns[{index}]: needs exactly one capturing group "
+                                 f"(the ID), has {compiled.groups}")
+        return patterns
+
+
+class AgentsSettings(_Model):
+    addresses: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+
+
+class EscalationSettings(_Model):
+    level1: tuple[str, ...] = ()
+    level2: Literal["account_manager"] | tuple[str, ...] = "account_manager"
+    level3: tuple[str, ...] = ()
+    warn_at: float = Field(default=0.75, gt=0, lt=1)
+
+
+_TARGET = re.compile(
+    r"^\s*(\d+)\s+(working\s+days?|business\s+hours?|business\s+minutes?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An SLA target: an amount of working days, business hours or business minutes."""
+
+    amount: int
+    unit: Literal["working_days", "business_hours", "business_minutes"]
+
+    def __str__(self) -> str:
+        words = {"working_days": "working day", "business_hours": "business hour",
+                 "business_minutes": "business minute"}[self.unit]
+        return f"{self.amount} {words}{'' if self.amount == 1 else 's'}"
+
+
+def parse_target(value: Any) -> Target:
+    if isinstance(value, Target):
+        return value
+    match = _TARGET.match(str(value))
+    if match is None:
+        raise ValueError(f"not a target: {value!r} (write '1 working day', '12 business hours' "
+                         "or '90 business minutes')")
+    unit_word = match.group(2).lower().split()[1].rstrip("s")
+    unit = {"day": "working_days", "hour": "business_hours", "minute": "business_minutes"}
+    return Target(int(match.group(1)), unit[unit_word])  # type: ignore[arg-type]
+
+
+TargetField = Annotated[Target, BeforeValidator(parse_target)]
+
+
+class TargetSettings(_Model):
+    response: TargetField
+    resolution: TargetField | None = None
+
+
+def _interval(text: str) -> tuple[time, time]:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if match is None:
+        raise ValueError(f"not an interval: {text!r} (write '08:00-17:00')")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+        raise ValueError(f"not a time of day in {text!r}")
+    start = time(h1, m1)
+    end = time.max if h2 == 24 else time(h2, m2)
+    if end <= start:
+        raise ValueError(f"the interval {text!r} ends before it starts")
+    return start, end
+
+
+class HolidaySettings(_Model):
+    country: str | None = None
+    subdivision: str | None = None
+    dates: tuple[date, ...] = ()
+    except_: tuple[date, ...] = Field(default=(), alias="except")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              validate_default=True)
+
+
+class CalendarSettings(_Model):
+    timezone: str
+    hours: Literal["24x7"] | dict[str, tuple[str, ...]]
+    holidays: HolidaySettings = HolidaySettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: Any) -> Any:
+        if value == "24x7":
+            return value
+        for day, intervals in value.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"unknown day {day!r} (use {', '.join(WEEKDAYS)})")
+            spans = sorted(_interval(i) for i in intervals)
+            for (_, end), (start, _) in itertools.pairwise(spans):
+                if start < end:
+                    raise ValueError(f"{day}: intervals overlap")
+        return value
+
+
+class PolicySettings(_Model):
+    calendar: str
+    targets: dict[Severity, TargetSettings]
+
+
+class SlaSettings(_Model):
+    calendars: dict[str, CalendarSettings]
+    policies: dict[str, PolicySettings]
+    default_policy: str = "standard"
+    plans: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _references(self) -> SlaSettings:
+        for name, policy in self.policies.items():
+            if policy.calendar not in self.calendars:
+                raise ValueError(f"policies.{name}.calendar: no calendar named "
+                                 f"{policy.calendar!r}")
+        if self.default_policy not in self.policies:
+            raise ValueError(f"default_policy: no policy named {self.default_policy!r}")
+        for plan, policy_name in self.plans.items():
+            if policy_name not in self.policies:
+                raise ValueError(f"plans.{plan}: no policy named {policy_name!r}")
+        return self
+
+
+DEFAULT_SLA: dict[str, Any] = {
+    "calendars": {"standard": {
+        "timezone": "UTC",
+        "hours": {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}}},
+    "policies": {"standard": {"calendar": "standard", "targets": {
+        "P1": {"response": "1 working day", "resolution": "2 working days"},
+        "P2": {"response": "2 working days", "resolution": "5 working days"},
+        "P3": {"response": "3 working days", "resolution": "7 working days"},
+        "P4": {"response": "3 working days"}}}},
+    "default_policy": "standard",
+}
+
+
+class NoticeSettings(_Model):
+    id: str
+    from_: datetime = Field(alias="from")
+    until: datetime
+    text: str
+    match: tuple[str, ...] = ()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              validate_default=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> NoticeSettings:
+        if self.from_.tzinfo is None or self.until.tzinfo is None:
+            raise ValueError("from and until need a time zone (e.g. 2026-12-01T08:00:00+05:30)")
+        if self.until <= self.from_:
+            raise ValueError("until must be after from")
+        return self
+
+
+class LoggingSettings(_Model):
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsSettings(_Model):
+    enabled: bool = False
+    listen: str = "127.0.0.1:9464"
+
+
+class Settings(_Model):
+    """Everything mailbot is configured with."""
+
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    smtp: SmtpSettings | None = None
+    database: DatabaseSettings
+    storage: StorageSettings = StorageSettings()
+    rules: RulesSettings = RulesSettings()
+    templates: TemplatesSettings = TemplatesSettings()
+    customer_id: CustomerIdSettings = CustomerIdSettings()
+    agents: AgentsSettings = AgentsSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    sla: SlaSettings = SlaSettings.model_validate(DEFAULT_SLA)
+    notices: tuple[NoticeSettings, ...] = ()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_and_secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for section in ("storage", "rules", "templates"):
+            data.setdefault(section, {})
+        storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
+        database = data.get("database") if isinstance(data.get("database"), dict) else {}
+        if "url" not in database:
+            storage_dir = _resolve(storage.get("dir", "var"), info)
+            data["database"] = {**database, "url": f"sqlite:///{storage_dir}/mailbot.db"}
+        env = _context(info).get("environ", {})
+        if env.get("MAILBOT_SECRET_KEY"):
+            data["secret_key"] = env["MAILBOT_SECRET_KEY"]
+        elif data.get("secret_key_file") and not data.get("secret_key"):
+            path = _resolve(data["secret_key_file"], info)
+            assert path is not None
+            data["secret_key"] = _read_secret(path)
+        return data
+
+    @model_validator(mode="after")
+    def _unique_mailboxes(self) -> Settings:
+        names = [m.name for m in self.mailboxes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"mailboxes: duplicate name(s): {', '.join(duplicates)}")
+        return self
+
+
+def settings_from_mapping(mapping: Mapping[str, Any] | None, base_dir: Path,
+                          environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate a parsed configuration; relative paths are taken from `base_dir`."""
+    context = {"base_dir": base_dir, "environ": dict(environ or {})}
+    try:
+        return Settings.model_validate(dict(mapping or {}), context=context)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a YAML configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError([f"{where}: {getattr(exc, 'problem', None) or exc}"]) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([f"{path}: the configuration must be a mapping of sections"])
+    return settings_from_mapping(data, path.parent.resolve(), environ)
+
+
+def _describe(error: Any) -> str:
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not str(part).startswith(("function-", "literal[", "tuple[", "dict[")):
+            path += f".{part}" if path else str(part)
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path or '(top level)'}: {message}"

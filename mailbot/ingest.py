@@ -1,0 +1,137 @@
+"""One message in, one database transaction: a ticket, a duplicate, or a quarantine entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlmodel import Session, select
+
+from mailbot.clock import Clock
+from mailbot.identify import CustomerDirectory, CustomerRecord
+from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
+from mailbot.store import Database, writes
+from mailbot.store.models import Customer
+
+log = structlog.get_logger("mailbot.ingest")
+
+
+class TemporaryFailure(Exception):
+    """The message could not be handled now (database unreachable, locked); try again later."""
+
+
+class OutcomeKind(StrEnum):
+    TICKET = "ticket"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message; `quarantined` says where its source should file it."""
+
+    kind: OutcomeKind
+    key: str
+    message_id: str | None = None
+    ticket_number: int | None = None
+    quarantine_id: int | None = None
+    reason: str | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantine_id is not None and self.ticket_number is None
+
+
+SessionHook = Callable[[Session], None]
+
+
+class Ingestor:
+    """Turns raw messages into stored tickets, one transaction each."""
+
+    def __init__(self, db: Database, policy: IngestPolicy, classifier: Classifier,
+                 clock: Clock, directory: CustomerDirectory | None = None) -> None:
+        self.db = db
+        self.policy = policy
+        self.classifier = classifier
+        self.clock = clock
+        self.directory = directory if directory is not None else load_directory(db)
+
+    def refresh_directory(self) -> None:
+        self.directory = load_directory(self.db)
+
+    def ingest(self, raw: bytes, *, source: str, mailbox: str | None = None,
+               also: SessionHook | None = None) -> Outcome:
+        """Store one message and everything it causes, atomically; `also` joins the transaction.
+
+        Raises TemporaryFailure when the database cannot be reached; nothing is then written.
+        """
+        decision = analyze(raw, self.policy, self.directory, self.classifier)
+        try:
+            try:
+                return self._store(decision, raw, source=source, mailbox=mailbox, also=also)
+            except IntegrityError:
+                # Another worker stored the same message between our check and our commit.
+                return self._store(decision, raw, source=source, mailbox=mailbox, also=also)
+        except (OperationalError, SAInterfaceError) as exc:
+            raise TemporaryFailure(f"database unavailable: {_first_line(exc)}") from exc
+        except DBAPIError as exc:
+            reason = f"cannot be stored: {_first_line(exc)}"
+            log.error("message.store_failed", source=source, reason=reason)
+        rejection = Rejection(decision.raw_sha256, decision.key, reason)
+        try:
+            return self._store(rejection, raw, source=source, mailbox=mailbox, also=also)
+        except DBAPIError as exc:
+            raise TemporaryFailure(f"cannot quarantine: {_first_line(exc)}") from exc
+
+    def _store(self, decision: Analysis | Rejection, raw: bytes, *, source: str,
+               mailbox: str | None, also: SessionHook | None) -> Outcome:
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            existing = writes.find_message_by_key(session, decision.key)
+            if existing is not None:
+                outcome = Outcome(OutcomeKind.DUPLICATE, decision.key, existing.message_id,
+                                  ticket_number=existing.ticket_id)
+            elif isinstance(decision, Rejection):
+                entry = writes.quarantine(session, raw, decision.raw_sha256, decision.key,
+                                          decision.reason, source=source, now=now)
+                outcome = Outcome(OutcomeKind.QUARANTINED, decision.key,
+                                  quarantine_id=entry.id, reason=decision.reason)
+            else:
+                ticket = writes.create_ticket(session, decision, raw, source=source,
+                                              mailbox=mailbox, now=now)
+                writes.release_quarantine(session, decision.key, ticket_number=ticket.id)
+                outcome = Outcome(OutcomeKind.TICKET, decision.key,
+                                  decision.message.message_id, ticket_number=ticket.id)
+            if also is not None:
+                also(session)
+        _log_outcome(outcome, source)
+        return outcome
+
+
+def load_directory(db: Database) -> CustomerDirectory:
+    with db.session() as session:
+        rows = session.exec(select(Customer)).all()
+    return CustomerDirectory(
+        CustomerRecord(r.customer_id, r.name, tuple(r.domains), tuple(r.contacts),
+                       r.account_manager, r.plan)
+        for r in rows)
+
+
+def _log_outcome(outcome: Outcome, source: str) -> None:
+    bound = log.bind(message_id=outcome.message_id, ticket=outcome.ticket_number, source=source)
+    if outcome.kind is OutcomeKind.QUARANTINED:
+        bound.warning("message.quarantined", quarantine_id=outcome.quarantine_id,
+                      reason=outcome.reason)
+    elif outcome.kind is OutcomeKind.DUPLICATE:
+        bound.info("message.duplicate", key=outcome.key)
+    else:
+        bound.info("message.ticketed")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Adapters to mail servers: IMAP sources and, later, SMTP sending."""

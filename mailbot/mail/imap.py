@@ -1,0 +1,211 @@
+"""A thin IMAP adapter over imapclient: connect with timeouts, fetch in batches, move or flag."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+log = structlog.get_logger("mailbot.imap")
+
+PROCESSED_KEYWORD = "$MailbotProcessed"
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+
+
+class MailboxUnavailable(Exception):
+    """The mailbox cannot be worked now: connection, login, folder or protocol trouble."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImapEndpoint:
+    """Where and how to log in."""
+
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str
+    password: str
+    timeout: float = 30.0
+    tls_verify: bool = True
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+    internal_date: datetime | None
+
+
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, imaplib.IMAP4.error, IMAPClientError, ssl.SSLError, EOFError)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ImapConnection:
+    """One logged-in IMAP session on one folder."""
+
+    def __init__(self, endpoint: ImapEndpoint) -> None:
+        self.endpoint = endpoint
+        self._client: IMAPClient | None = None
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise MailboxUnavailable("not connected")
+        return self._client
+
+    def open(self) -> None:
+        ep = self.endpoint
+        if ep.security == "none" and not is_loopback(ep.host):
+            raise MailboxUnavailable(f"refusing unencrypted IMAP to non-loopback host {ep.host}")
+        context = self._tls_context()
+        try:
+            client = IMAPClient(ep.host, port=ep.port, ssl=ep.security == "ssl",
+                                ssl_context=context if ep.security == "ssl" else None,
+                                timeout=ep.timeout)
+            _nodelay(client)
+            if ep.security == "starttls":
+                client.starttls(context)
+            client.login(ep.username, ep.password)
+        except _NETWORK_ERRORS as exc:
+            raise MailboxUnavailable(f"{ep.host}:{ep.port}: {_describe(exc)}") from exc
+        self._client = client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except _NETWORK_ERRORS:
+            with contextlib.suppress(*_NETWORK_ERRORS):
+                client.shutdown()
+
+    def __enter__(self) -> ImapConnection:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def has(self, capability: str) -> bool:
+        return bool(self._call(self.client.has_capability, capability))
+
+    def ensure_folder(self, name: str) -> None:
+        if not self._call(self.client.folder_exists, name):
+            try:
+                self._call(self.client.create_folder, name)
+            except MailboxUnavailable:
+                if not self._call(self.client.folder_exists, name):
+                    raise
+
+    def select(self, folder: str) -> int:
+        """Select a folder for writing; returns its UIDVALIDITY."""
+        info = self._call(self.client.select_folder, folder)
+        return int(info[b"UIDVALIDITY"])
+
+    def pending_uids(self, *, after_uid: int, keyword: str | None) -> list[int]:
+        """UIDs still to handle: all undeleted ones, or those above `after_uid` not flagged."""
+        if keyword is None:
+            uids = self._call(self.client.search, ["UNDELETED"])
+            return sorted(int(u) for u in uids)
+        uids = self._call(self.client.search,
+                          ["UID", f"{after_uid + 1}:*", "UNDELETED", "UNKEYWORD", keyword])
+        return sorted(int(u) for u in uids if int(u) > after_uid)
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        result = self._call(self.client.fetch, list(uids), ["RFC822.SIZE"])
+        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in result.items()}
+
+    def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        result = self._call(self.client.fetch, list(uids), ["BODY.PEEK[]", "INTERNALDATE"])
+        fetched = [FetchedMessage(int(uid), bytes(data.get(b"BODY[]") or b""),
+                                  data.get(b"INTERNALDATE"))
+                   for uid, data in result.items() if b"BODY[]" in data]
+        return sorted(fetched, key=lambda m: m.uid)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move exactly these messages; COPY + \\Deleted + UID EXPUNGE without MOVE."""
+        if not uids:
+            return
+        if self.has("MOVE"):
+            self._call(self.client.move, list(uids), folder)
+            return
+        self._call(self.client.copy, list(uids), folder)
+        self._call(self.client.add_flags, list(uids), [b"\\Deleted"])
+        if self.has("UIDPLUS"):
+            self._call(self.client.uid_expunge, list(uids))
+        else:
+            log.warning("imap.no_uidplus", detail="messages flagged \\Deleted, not expunged")
+
+    def flag(self, uids: Sequence[int], keyword: str) -> None:
+        if uids:
+            self._call(self.client.add_flags, list(uids), [keyword.encode(), b"\\Seen"])
+
+    def noop(self) -> None:
+        self._call(self.client.noop)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except _NETWORK_ERRORS as exc:
+            raise MailboxUnavailable(f"{getattr(fn, '__name__', 'imap')}: {_describe(exc)}") \
+                from exc
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ep = self.endpoint
+        context = ssl.create_default_context(cafile=ep.ca_file)
+        if not ep.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def batches_by_size(uids: Sequence[int], sizes: dict[int, int], *, max_count: int,
+                    max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[int]]:
+    """Group UIDs so a fetch holds at most `max_count` messages and about `max_bytes` bytes."""
+    batch: list[int] = []
+    held = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if batch and (len(batch) >= max_count or held + size > max_bytes):
+            yield batch
+            batch, held = [], 0
+        batch.append(uid)
+        held += size
+    if batch:
+        yield batch
+
+
+def _nodelay(client: IMAPClient) -> None:
+    sock = getattr(client, "socket", None)
+    try:
+        raw = sock() if callable(sock) else None
+        if raw is not None:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

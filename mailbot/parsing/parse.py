@@ -1,0 +1,234 @@
+"""Raw bytes → ParsedMessage, with mail-parser and the standard library as its fallback."""
+
+from __future__ import annotations
+
+import email
+import logging
+import re
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.message import Message
+from email.utils import parsedate_to_datetime
+
+import mailparser
+
+from mailbot.parsing.addresses import parse_addresses
+from mailbot.parsing.filenames import default_filename, sanitize_filename, unique_filenames
+from mailbot.parsing.headers import decode_bytes, decode_header_value, decoded_headers
+from mailbot.parsing.html import html_to_text
+from mailbot.parsing.identity import message_ids, normalize_message_id
+from mailbot.parsing.model import Attachment, MessageParseError, ParsedMessage
+
+logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+_HEADER_LINE = re.compile(rb"^(From |[\x21-\x39\x3b-\x7e]{1,80}:)")
+_MAX_PARTS = 2000
+_MAX_JUNK_LINES = 5
+_BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse a whole message. Raises MessageParseError only when the bytes are not a mail."""
+    size = len(raw)
+    raw, defects = _header_start(raw)
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+        message: Message = parsed.message
+        defects += [str(d) for d in (parsed.defects_categories or ())]
+    except Exception as exc:
+        defects.append(f"mail-parser failed ({type(exc).__name__}: {exc}); stdlib used")
+        try:
+            message = email.message_from_bytes(raw, policy=email_policy.compat32)
+        except Exception as inner:
+            raise MessageParseError(f"{type(inner).__name__}: {inner}") from inner
+    try:
+        return _build(message, size, defects)
+    except MessageParseError:
+        raise
+    except RecursionError as exc:
+        raise MessageParseError("MIME structure nested too deeply") from exc
+    except Exception as exc:
+        raise MessageParseError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def parse_headers_only(raw: bytes, limit: int = 256 * 1024) -> ParsedMessage:
+    """Parse only the header block (for messages over the size limit)."""
+    size = len(raw)
+    raw, defects = _header_start(raw[:limit])
+    head = raw
+    end = re.search(rb"\r?\n\r?\n", head)
+    head = head[: end.end()] if end else head
+    message = email.message_from_bytes(head, policy=email_policy.compat32)
+    base = _build(message, size, [*defects, "body not parsed: message over the size limit"],
+                  with_body=False)
+    return ParsedMessage(
+        message_id=base.message_id, subject=base.subject, from_=base.from_,
+        reply_to=base.reply_to, to=base.to, cc=base.cc, date=base.date,
+        in_reply_to=base.in_reply_to, references=base.references, headers=base.headers,
+        body_text="", body_html=None, attachments=(), defects=base.defects, size=size,
+        truncated=True)
+
+
+def _header_start(raw: bytes) -> tuple[bytes, list[str]]:
+    """The bytes from the first header line on; junk lines before a header block are skipped."""
+    if not raw.strip():
+        raise MessageParseError("empty message")
+    stripped = raw.lstrip(b" \t\r\n")
+    if _HEADER_LINE.match(stripped[:200]):
+        skipped = len(raw) - len(stripped)
+        return stripped, [f"{skipped} bytes of blank space before the headers"] if skipped else []
+    lines = stripped[:4000].splitlines(keepends=True)
+    offset = 0
+    for index, line in enumerate(lines[:_MAX_JUNK_LINES]):
+        following = lines[index:index + 2]
+        if len(following) == 2 and all(_HEADER_LINE.match(x) for x in following):
+            return stripped[offset:], [f"{index} line(s) of text before the headers skipped"]
+        offset += len(line)
+    raise MessageParseError("no header block: the data does not start with a mail header")
+
+
+def _build(message: Message, size: int, defects: list[str], *,
+           with_body: bool = True) -> ParsedMessage:
+    headers = decoded_headers(message)
+
+    def all_of(name: str) -> tuple[str, ...]:
+        return headers.get(name, ())
+
+    def first(name: str) -> str | None:
+        values = headers.get(name)
+        return values[0] if values else None
+
+    senders = parse_addresses(all_of("from"))
+    text, html, attachments = _walk(message, defects) if with_body else ("", None, ())
+    defects += [type(d).__name__ for d in getattr(message, "defects", ())]
+    return ParsedMessage(
+        message_id=normalize_message_id(first("message-id")),
+        subject=" ".join((first("subject") or "").split()),
+        from_=senders[0] if senders else None,
+        reply_to=parse_addresses(all_of("reply-to")),
+        to=parse_addresses(all_of("to")),
+        cc=parse_addresses(all_of("cc")),
+        date=_date(first("date")),
+        in_reply_to=(message_ids(first("in-reply-to")) or (None,))[0],
+        references=message_ids(" ".join(all_of("references"))),
+        headers=headers,
+        body_text=text,
+        body_html=html,
+        attachments=attachments,
+        defects=tuple(dict.fromkeys(d for d in defects if d)),
+        size=size,
+    )
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _walk(message: Message, defects: list[str]
+          ) -> tuple[str, str | None, tuple[Attachment, ...]]:
+    """Body text, HTML and attachments; nested messages are kept whole, not descended into."""
+    plain: list[str] = []
+    html: list[str] = []
+    files: list[tuple[str, str, bytes, bool, str | None]] = []
+    stack: list[Message] = [message]
+    seen = 0
+    while stack:
+        part = stack.pop(0)
+        seen += 1
+        if seen > _MAX_PARTS:
+            defects.append(f"more than {_MAX_PARTS} MIME parts: the rest ignored")
+            break
+        ctype = _content_type(part)
+        if part.is_multipart() and ctype != "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack[0:0] = [p for p in payload if isinstance(p, Message)]
+            continue
+        disposition = decode_header_value(part.get("Content-Disposition")).split(";")[0]
+        disposition = disposition.strip().lower()
+        filename = _filename(part)
+        is_body = (ctype in ("text/plain", "text/html") and disposition != "attachment"
+                   and not filename)
+        if is_body:
+            text = _text_payload(part)
+            (plain if ctype == "text/plain" else html).append(text)
+            continue
+        data = _binary_payload(part, ctype)
+        content_id = normalize_message_id(decode_header_value(part.get("Content-ID")))
+        inline = disposition == "inline" or (disposition == "" and content_id is not None
+                                             and ctype.startswith("image/"))
+        files.append((filename, ctype, data, inline, content_id))
+    names = unique_filenames(
+        sanitize_filename(name) or default_filename(ctype, index)
+        for index, (name, ctype, *_rest) in enumerate(files, start=1))
+    attachments = tuple(
+        Attachment(filename=name, content_type=ctype, data=data, inline=inline,
+                   content_id=cid)
+        for name, (_n, ctype, data, inline, cid) in zip(names, files, strict=True))
+    html_text = "\n".join(h for h in html if h.strip()) or None
+    body = "\n\n".join(p.strip("\r\n") for p in plain if p.strip())
+    if not body and html_text:
+        body = html_to_text(html_text)
+    return _tidy(body), html_text, attachments
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type().lower()
+    except Exception:
+        return "application/octet-stream"
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if name is None:
+        name = part.get_param("name", header="content-type")  # type: ignore[assignment]
+        if isinstance(name, tuple):
+            name = email.utils.collapse_rfc2231_value(name)
+    return decode_header_value(name) if name else ""
+
+
+def _text_payload(part: Message) -> str:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if not isinstance(data, bytes):
+        payload = part.get_payload()
+        return payload if isinstance(payload, str) else ""
+    return decode_bytes(data, part.get_content_charset())
+
+
+def _binary_payload(part: Message, ctype: str) -> bytes:
+    if ctype == "message/rfc822" or part.is_multipart():
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            try:
+                return inner[0].as_bytes()
+            except Exception:
+                return inner[0].as_string().encode("utf-8", "replace")
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if isinstance(data, bytes):
+        return data
+    payload = part.get_payload()
+    return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+
+
+def _tidy(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")

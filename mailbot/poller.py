@@ -1,0 +1,214 @@
+"""One pass over one IMAP mailbox: fetch what is pending, ingest each, ack after its commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from sqlmodel import Session
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from mailbot.clock import Clock
+from mailbot.ingest import Ingestor, Outcome, TemporaryFailure
+from mailbot.mail.imap import (
+    PROCESSED_KEYWORD,
+    FetchedMessage,
+    ImapConnection,
+    ImapEndpoint,
+    MailboxUnavailable,
+    batches_by_size,
+)
+from mailbot.store import Database
+from mailbot.store.models import MailboxState
+
+log = structlog.get_logger("mailbot.poller")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPlan:
+    """What a pass needs to know about one mailbox."""
+
+    name: str
+    endpoint: ImapEndpoint
+    folder: str = "INBOX"
+    processed_folder: str | None = "Processed"
+    quarantine_folder: str = "Quarantine"
+    batch_size: int = 100
+
+
+@dataclass(slots=True)
+class PassReport:
+    """Counts of one pass, for logs, the CLI and metrics."""
+
+    mailbox: str
+    fetched: int = 0
+    tickets: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    acked: int = 0
+    error: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.quarantined:
+            self.quarantined += 1
+        elif outcome.kind == "duplicate":
+            self.duplicates += 1
+        else:
+            self.tickets += 1
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("imap.connect_retry", attempt=state.attempt_number, error=str(exc))
+
+
+_connect_with_retry = retry(
+    retry=retry_if_exception_type(MailboxUnavailable),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential_jitter(multiplier=0.5, max=5),
+    before_sleep=_log_retry,
+    reraise=True,
+)
+
+
+class MailboxPoller:
+    """Works one mailbox: keeps its connection between passes, reconnects when it drops."""
+
+    def __init__(self, plan: MailboxPlan, ingestor: Ingestor, db: Database, clock: Clock,
+                 connect: Callable[[ImapEndpoint], ImapConnection] = ImapConnection) -> None:
+        self.plan = plan
+        self.ingestor = ingestor
+        self.db = db
+        self.clock = clock
+        self._connect = connect
+        self._conn: ImapConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run_pass(self) -> PassReport:
+        """Drain the folder once. Raises MailboxUnavailable or TemporaryFailure on trouble."""
+        report = PassReport(self.plan.name)
+        try:
+            conn = self._connection()
+            self._drain(conn, report)
+        except (MailboxUnavailable, TemporaryFailure) as exc:
+            report.error = str(exc)
+            self._record_poll(error=report.error)
+            if isinstance(exc, MailboxUnavailable):
+                self.close()
+            raise
+        self._record_poll(error=None)
+        log.info("mailbox.pass", mailbox=self.plan.name, fetched=report.fetched,
+                 tickets=report.tickets, duplicates=report.duplicates,
+                 quarantined=report.quarantined)
+        return report
+
+    def _connection(self) -> ImapConnection:
+        if self._conn is not None:
+            try:
+                self._conn.noop()
+                return self._conn
+            except MailboxUnavailable:
+                self.close()
+        self._conn = _connect_with_retry(self._open)()
+        return self._conn
+
+    def _open(self) -> ImapConnection:
+        conn = self._connect(self.plan.endpoint)
+        conn.open()
+        try:
+            for folder in (self.plan.processed_folder, self.plan.quarantine_folder):
+                if folder:
+                    conn.ensure_folder(folder)
+        except MailboxUnavailable:
+            conn.close()
+            raise
+        return conn
+
+    def _drain(self, conn: ImapConnection, report: PassReport) -> None:
+        plan = self.plan
+        uidvalidity = conn.select(plan.folder)
+        last_uid = self._check_uidvalidity(uidvalidity)
+        keyword = None if plan.processed_folder else PROCESSED_KEYWORD
+        uids = conn.pending_uids(after_uid=last_uid, keyword=keyword)
+        if not uids:
+            return
+        sizes = conn.sizes(uids)
+        for batch in batches_by_size(uids, sizes, max_count=plan.batch_size):
+            fetched = conn.fetch(batch)
+            report.fetched += len(fetched)
+            self._ingest_batch(conn, fetched, uidvalidity, report)
+
+    def _ingest_batch(self, conn: ImapConnection, fetched: list[FetchedMessage],
+                      uidvalidity: int, report: PassReport) -> None:
+        processed: list[int] = []
+        quarantined: list[int] = []
+        try:
+            for message in fetched:
+                outcome = self.ingestor.ingest(
+                    message.raw,
+                    source=f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
+                    mailbox=self.plan.name,
+                    also=_advance(self.plan.name, uidvalidity, message.uid))
+                report.count(outcome)
+                (quarantined if outcome.quarantined else processed).append(message.uid)
+        finally:
+            self._ack(conn, processed, quarantined)
+            report.acked += len(processed) + len(quarantined)
+
+    def _ack(self, conn: ImapConnection, processed: list[int], quarantined: list[int]) -> None:
+        plan = self.plan
+        if plan.processed_folder:
+            conn.move(processed, plan.processed_folder)
+        else:
+            conn.flag(processed, PROCESSED_KEYWORD)
+        conn.move(quarantined, plan.quarantine_folder)
+
+    def _check_uidvalidity(self, uidvalidity: int) -> int:
+        """The last UID already committed, reset to 0 when the folder's UIDVALIDITY changed."""
+        with self.db.transaction() as session:
+            state = session.get(MailboxState, self.plan.name)
+            if state is None:
+                state = MailboxState(name=self.plan.name, uidvalidity=uidvalidity, last_uid=0)
+            elif state.uidvalidity != uidvalidity:
+                log.warning("mailbox.uidvalidity_changed", mailbox=self.plan.name,
+                            old=state.uidvalidity, new=uidvalidity,
+                            detail="rescanning; stored messages are recognised, not duplicated")
+                state.uidvalidity, state.last_uid = uidvalidity, 0
+            session.add(state)
+            return state.last_uid
+
+    def _record_poll(self, *, error: str | None) -> None:
+        try:
+            with self.db.transaction() as session:
+                state = session.get(MailboxState, self.plan.name) or MailboxState(
+                    name=self.plan.name)
+                if error is None:
+                    state.last_poll_at = self.clock.now()
+                state.last_error = error
+                session.add(state)
+        except Exception as exc:
+            log.error("mailbox.state_not_saved", mailbox=self.plan.name, error=str(exc))
+
+
+def _advance(name: str, uidvalidity: int, uid: int) -> Callable[[Session], None]:
+    def advance(session: Session) -> None:
+        state = session.get(MailboxState, name)
+        if state is None:
+            state = MailboxState(name=name, uidvalidity=uidvalidity, last_uid=0)
+        if state.uidvalidity == uidvalidity and uid > state.last_uid:
+            state.last_uid = uid
+        session.add(state)
+    return advance

@@ -1,0 +1,242 @@
+"""The writes one message causes: blobs, ticket, message, attachments, events, quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from mailbot.parsing import Address, ParsedMessage
+from mailbot.pipeline import Analysis
+from mailbot.store.models import (
+    Attachment,
+    Blob,
+    Customer,
+    Event,
+    Message,
+    QuarantineEntry,
+    Ticket,
+)
+
+
+def put_blob(session: Session, sha256: str, data: bytes) -> None:
+    """Store bytes under their SHA-256 unless they are already there."""
+    values = {"sha256": sha256, "size": len(data), "data": data}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(Blob).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(Blob).values(**values).on_conflict_do_nothing()
+    else:
+        if session.get(Blob, sha256) is not None:
+            return
+        stmt = Blob.__table__.insert().values(**values)  # type: ignore[attr-defined]
+    session.execute(stmt)
+
+
+def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
+              **detail: Any) -> Event:
+    event = Event(ticket_id=ticket_id, at=at, kind=kind, detail=_clean(detail))
+    session.add(event)
+    return event
+
+
+def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
+                  mailbox: str | None, now: datetime) -> Ticket:
+    """A new ticket from an analysed message, with the message and its files attached."""
+    message = analysis.message
+    requester = requester_of(message)
+    classification = analysis.classification
+    ticket = Ticket(
+        status="open",
+        severity=classification.severity,
+        customer_id=analysis.customer.customer_id,
+        customer_verified=analysis.customer.verified,
+        customer_source=str(analysis.customer.source),
+        requester=requester.email if requester else "",
+        requester_name=_text(requester.name if requester else "")[:200],
+        subject=_text(message.subject),
+        mailbox=mailbox,
+        created_at=now,
+        updated_at=now,
+        matched_rules=[{"id": h.rule_id, "severity": h.severity, "matched": _text(h.matched)}
+                       for h in classification.hits],
+        tags=list(classification.tags),
+        message_count=1,
+        attachment_count=len(message.attachments),
+    )
+    session.add(ticket)
+    session.flush()
+    assert ticket.id is not None
+    add_message(session, ticket.id, analysis, raw, source=source, received_at=now)
+    _record_creation_events(session, ticket.id, analysis, source=source, now=now)
+    return ticket
+
+
+def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes, *,
+                source: str, received_at: datetime) -> Message:
+    message = analysis.message
+    put_blob(session, analysis.raw_sha256, raw)
+    sender = requester_of(message)
+    row = Message(
+        ticket_id=ticket_id,
+        idempotency_key=analysis.key,
+        message_id=message.message_id,
+        direction="in",
+        source=_text(source)[:400],
+        sender=sender.email if sender else "",
+        sender_name=_text(sender.name if sender else "")[:200],
+        recipients=[a.email for a in message.to],
+        cc=[a.email for a in message.cc],
+        subject=_text(message.subject),
+        sent_at=message.date,
+        received_at=received_at,
+        in_reply_to=message.in_reply_to,
+        references=list(message.references),
+        body_text=_text(message.body_text),
+        raw_sha256=analysis.raw_sha256,
+        size=message.size,
+        truncated=message.truncated,
+        defects=[_text(d) for d in message.defects],
+    )
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    for attachment in message.attachments:
+        put_blob(session, attachment.sha256, attachment.data)
+        session.add(Attachment(
+            message_id=row.id,
+            filename=_text(attachment.filename)[:255],
+            content_type=_text(attachment.content_type)[:255],
+            size=attachment.size,
+            sha256=attachment.sha256,
+            inline=attachment.inline,
+            content_id=attachment.content_id,
+        ))
+    return row
+
+
+def _record_creation_events(session: Session, ticket_id: int, analysis: Analysis, *,
+                            source: str, now: datetime) -> None:
+    message = analysis.message
+    classification = analysis.classification
+    add_event(session, ticket_id, now, "created", source=source,
+              message_id=message.message_id, severity=classification.severity,
+              reason=classification.reason,
+              rules=[h.rule_id for h in classification.hits])
+    customer = analysis.customer
+    if customer.customer_id is None:
+        add_event(session, ticket_id, now, "customer_id_missing",
+                  sender=message.from_.email if message.from_ else None)
+    else:
+        add_event(session, ticket_id, now, "customer_identified",
+                  customer_id=customer.customer_id, source=str(customer.source),
+                  verified=customer.verified, claimed_id=customer.claimed_id)
+    if requester_of(message) is None:
+        add_event(session, ticket_id, now, "no_sender",
+                  reason="no usable From, Sender, Reply-To or Return-Path address")
+    for note in analysis.notes:
+        add_event(session, ticket_id, now, "note", text=note)
+    if message.defects:
+        add_event(session, ticket_id, now, "parser_defects", defects=list(message.defects))
+
+
+def quarantine(session: Session, raw: bytes, sha256: str, key: str, reason: str, *,
+               source: str, now: datetime) -> QuarantineEntry:
+    """Keep a message that cannot be ticketed; a second arrival counts as another attempt."""
+    put_blob(session, sha256, raw)
+    held = find_held_quarantine(session, key)
+    if held is not None:
+        held.attempts += 1
+        held.reason = _text(reason)
+        session.add(held)
+        return held
+    entry = QuarantineEntry(idempotency_key=key, raw_sha256=sha256, reason=_text(reason),
+                            source=_text(source)[:400], size=len(raw), received_at=now)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def release_quarantine(session: Session, key: str, *, ticket_number: int | None) -> None:
+    """Mark a held copy of a message as replayed once the message has become a ticket."""
+    held = find_held_quarantine(session, key)
+    if held is not None:
+        held.status = "replayed"
+        session.add(held)
+        if ticket_number is not None:
+            add_event(session, ticket_number, held.received_at, "replayed_from_quarantine",
+                      quarantine_id=held.id, reason=held.reason)
+
+
+def find_message_by_key(session: Session, key: str) -> Message | None:
+    return session.exec(select(Message).where(col(Message.idempotency_key) == key)).first()
+
+
+def find_held_quarantine(session: Session, key: str) -> QuarantineEntry | None:
+    return session.exec(select(QuarantineEntry).where(
+        col(QuarantineEntry.idempotency_key) == key,
+        col(QuarantineEntry.status) == "held")).first()
+
+
+def upsert_customers(session: Session, records: Iterable[Any]) -> tuple[int, int]:
+    """Insert or update directory entries; returns (added, updated)."""
+    added = updated = 0
+    for record in records:
+        row = session.get(Customer, record.customer_id)
+        if row is None:
+            row = Customer(customer_id=record.customer_id)
+            added += 1
+        else:
+            updated += 1
+        row.name = record.name
+        row.domains = list(record.domains)
+        row.contacts = list(record.contacts)
+        row.account_manager = record.account_manager
+        row.plan = record.plan
+        session.add(row)
+    return added, updated
+
+
+def count_rows(session: Session, model: Any) -> int:
+    return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def requester_of(message: ParsedMessage) -> Address | None:
+    """Who a reply goes to: From, else Sender, Reply-To or Return-Path."""
+    if message.from_ is not None and "@" in message.from_.email:
+        return message.from_
+    for name in ("sender", "return-path"):
+        value = message.header(name)
+        if value:
+            email = value.strip().strip("<>").strip().lower()
+            if "@" in email and " " not in email:
+                return Address("", email)
+    for address in message.reply_to:
+        if "@" in address.email:
+            return address
+    return None
+
+
+def _text(value: str) -> str:
+    """Text PostgreSQL accepts: no NUL characters, no lone surrogates."""
+    cleaned = value.replace("\x00", "")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError:
+        cleaned = cleaned.encode("utf-8", "replace").decode("utf-8")
+    return cleaned
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value

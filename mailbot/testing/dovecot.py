@@ -1,0 +1,236 @@
+"""A throwaway Dovecot IMAP server on a free loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from imapclient import IMAPClient
+
+from mailbot.testing.ports import free_port
+
+DOVECOT = "/usr/sbin/dovecot"
+MAIL_UID = 5000
+START_TIMEOUT_S = 10.0
+CLIENT_TIMEOUT_S = 10.0
+
+CONFIG_TEMPLATE = """\
+instance_name = {instance}
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+info_log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = {mail_location}
+mail_uid = {uid}
+mail_gid = {uid}
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+first_valid_gid = {uid}
+mail_max_userip_connections = 200
+default_login_user = dovenull
+default_internal_user = dovecot
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {root}/users
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0600
+  }}
+}}
+"""
+
+
+class DovecotServer:
+    """Dovecot from Debian's package, run standalone from its own config in a temp folder."""
+
+    def __init__(self, *, username: str = "support@example.test", password: str = "secret",
+                 mail_location: str = "maildir:~/Maildir") -> None:
+        if not Path(DOVECOT).exists():
+            raise RuntimeError(f"{DOVECOT} not found: install Debian's dovecot-imapd "
+                               "(scripts/test.sh does)")
+        self.host = "127.0.0.1"
+        self.username = username
+        self.password = password
+        self.mail_location = mail_location
+        self.root = Path(tempfile.mkdtemp(prefix="mbdc-", dir="/tmp"))
+        self.port = free_port()
+        self.log_path = self.root / "dovecot.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._write_files()
+
+    def _write_files(self) -> None:
+        home = self.root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        for sub in ("run", "state"):
+            (self.root / sub).mkdir(exist_ok=True)
+        os.chmod(self.root, 0o755)
+        os.chown(home, MAIL_UID, MAIL_UID)
+        (self.root / "users").write_text(
+            f"{self.username}:{{PLAIN}}{self.password}:{MAIL_UID}:{MAIL_UID}::{home}::\n")
+        (self.root / "dovecot.conf").write_text(CONFIG_TEMPLATE.format(
+            instance=self.root.name, root=self.root, port=self.port, uid=MAIL_UID,
+            mail_location=self.mail_location))
+
+    def start(self) -> DovecotServer:
+        if self._process is not None:
+            return self
+        log = open(self.root / "dovecot.stdout", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self._process = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        finally:
+            log.close()
+        self._wait_for_greeting()
+        return self
+
+    def _wait_for_greeting(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                break
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Dovecot did not start; its log:\n{self.read_log()}")
+
+    def read_log(self) -> str:
+        parts = [p.read_text(errors="replace") for p in
+                 (self.log_path, self.root / "dovecot.stdout") if p.exists()]
+        return "\n".join(parts)[-4000:]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> DovecotServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.cleanup()
+
+    def client(self) -> IMAPClient:
+        """A logged-in client; the caller logs out."""
+        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=CLIENT_TIMEOUT_S)
+        sock = client.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.login(self.username, self.password)
+        return client
+
+    def create_folder(self, name: str) -> None:
+        client = self.client()
+        try:
+            if not client.folder_exists(name):
+                client.create_folder(name)
+        finally:
+            client.logout()
+
+    def append(self, folder: str, raw: bytes, flags: Iterable[str] = ()) -> None:
+        self.append_many(folder, [raw], flags)
+
+    def append_many(self, folder: str, messages: Iterable[bytes],
+                    flags: Iterable[str] = ()) -> int:
+        client = self.client()
+        count = 0
+        try:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            for raw in messages:
+                client.append(folder, raw, flags=tuple(flags))
+                count += 1
+        finally:
+            client.logout()
+        return count
+
+    def list_uids(self, folder: str) -> list[int]:
+        client = self.client()
+        try:
+            if not client.folder_exists(folder):
+                return []
+            client.select_folder(folder, readonly=True)
+            return sorted(int(u) for u in client.search(["UNDELETED"]))
+        finally:
+            client.logout()
+
+    def count(self, folder: str) -> int:
+        return len(self.list_uids(folder))
+
+    def fetch_all(self, folder: str) -> list[bytes]:
+        client = self.client()
+        try:
+            if not client.folder_exists(folder):
+                return []
+            client.select_folder(folder, readonly=True)
+            uids = client.search(["UNDELETED"])
+            if not uids:
+                return []
+            data = client.fetch(uids, ["BODY.PEEK[]"])
+            return [bytes(data[uid][b"BODY[]"]) for uid in sorted(data)]
+        finally:
+            client.logout()
+
+

@@ -1,0 +1,50 @@
+"""Fixtures: a real Dovecot, a throwaway PostgreSQL database, databases on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from mailbot.store import Database
+from mailbot.testing import DovecotServer, throwaway_database
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture
+def dovecot() -> Iterator[DovecotServer]:
+    """A fresh Dovecot with an empty mailbox, stopped and removed after the test."""
+    with DovecotServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database created on the local PostgreSQL server for this run, dropped after it."""
+    with throwaway_database() as url:
+        database = Database(url)
+        database.upgrade()
+        database.dispose()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty, migrated database: a SQLite file, then the run's PostgreSQL database."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'mailbot.db'}")
+        database.upgrade()
+        yield database
+        database.dispose()
+        return
+    database = Database(request.getfixturevalue("postgres_url"))
+    yield database
+    with database.engine.begin() as conn:
+        tables = ", ".join(t for t in ("events", "attachments", "messages", "quarantine",
+                                        "tickets", "blobs", "customers", "mailbox_state"))
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    database.dispose()

@@ -1,0 +1,182 @@
+"""Ingestion into SQLite and PostgreSQL: tickets, attachments, idempotency, quarantine."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from sqlmodel import select
+
+from mailbot.clock import FrozenClock
+from mailbot.identify import CustomerDirectory, CustomerRecord, compile_patterns
+from mailbot.ingest import Ingestor, OutcomeKind
+from mailbot.pipeline import DefaultSeverity, IngestPolicy
+from mailbot.quarantine import replay
+from mailbot.store import Database, writes
+from mailbot.store.models import Attachment, Blob, Event, Message, QuarantineEntry, Ticket
+from mailbot.store.queries import blob_bytes
+
+NOW = datetime(2026, 11, 24, 4, 30, tzinfo=UTC)
+PATTERNS = compile_patterns([r"\b(?:customer\s*id|cid)\b[\s:#]*([A-Z]{1,6}-?\d{3,}|\d{3,})"])
+
+
+def ingestor(db: Database, max_bytes: int = 10_000_000,
+             directory: CustomerDirectory | None = None) -> Ingestor:
+    return Ingestor(db, IngestPolicy(max_bytes, PATTERNS), DefaultSeverity("P3"),
+                    FrozenClock(NOW), directory or CustomerDirectory())
+
+
+def mail(subject: str = "Printer on fire", body: str = "It burns.\n",
+         message_id: str | None = "<m1@customer.example>",
+         sender: str = "Jane <jane@customer.example>") -> bytes:
+    mid = f"Message-ID: {message_id}\r\n" if message_id else ""
+    return (f"From: {sender}\r\nTo: support@example.test\r\nSubject: {subject}\r\n"
+            f"Date: Tue, 24 Nov 2026 09:00:00 +0530\r\n{mid}"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode()
+
+
+def with_attachment() -> bytes:
+    return (b"From: jane@customer.example\r\nTo: support@example.test\r\n"
+            b"Subject: screenshot\r\nMessage-ID: <att@customer.example>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+            b"--XX\r\nContent-Type: text/plain\r\n\r\nSee attached. CID 10442\r\n"
+            b"--XX\r\nContent-Type: application/pdf; name=\"../../etc/report.pdf\"\r\n"
+            b"Content-Disposition: attachment; filename=\"../../etc/report.pdf\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOf\r\n--XX--\r\n")
+
+
+def test_new_mail_becomes_a_ticket_with_its_message_and_raw_bytes(db: Database) -> None:
+    """A customer mail is stored as ticket, message, raw blob and a 'created' event."""
+    raw = mail()
+    outcome = ingestor(db).ingest(raw, source="test")
+    assert outcome.kind == OutcomeKind.TICKET
+    with db.session() as session:
+        ticket = session.get(Ticket, outcome.ticket_number)
+        assert ticket is not None
+        assert (ticket.subject, ticket.requester, ticket.severity, ticket.status) == (
+            "Printer on fire", "jane@customer.example", "P3", "open")
+        assert ticket.created_at == NOW
+        message = session.exec(select(Message)).one()
+        assert message.body_text.strip() == "It burns."
+        assert blob_bytes(session, message.raw_sha256) == raw
+        assert message.raw_sha256 == hashlib.sha256(raw).hexdigest()
+        kinds = [e.kind for e in session.exec(select(Event)).all()]
+        assert "created" in kinds and "customer_id_missing" in kinds
+
+
+def test_same_message_twice_is_one_ticket(db: Database) -> None:
+    """Re-ingesting a message (same Message-ID) is a no-op that names the existing ticket."""
+    first = ingestor(db).ingest(mail(), source="a")
+    second = ingestor(db).ingest(mail(body="resent by a relay"), source="b")
+    assert (second.kind, second.ticket_number) == (OutcomeKind.DUPLICATE, first.ticket_number)
+    with db.session() as session:
+        assert len(session.exec(select(Ticket)).all()) == 1
+
+
+def test_message_without_message_id_is_deduplicated_by_its_bytes(db: Database) -> None:
+    raw = mail(message_id=None)
+    first = ingestor(db).ingest(raw, source="a")
+    again = ingestor(db).ingest(raw, source="a")
+    other = ingestor(db).ingest(mail(message_id=None, body="different"), source="a")
+    assert first.key == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert again.kind == OutcomeKind.DUPLICATE
+    assert other.kind == OutcomeKind.TICKET
+
+
+def test_attachments_are_stored_as_content_addressed_blobs(db: Database) -> None:
+    outcome = ingestor(db).ingest(with_attachment(), source="test")
+    with db.session() as session:
+        attachment = session.exec(select(Attachment)).one()
+        assert "/" not in attachment.filename and attachment.filename.endswith("report.pdf")
+        assert attachment.content_type == "application/pdf"
+        data = blob_bytes(session, attachment.sha256)
+        assert data is not None and data.startswith(b"%PDF-1.4")
+        ticket = session.get(Ticket, outcome.ticket_number)
+        assert ticket is not None and ticket.attachment_count == 1
+
+
+def test_identical_attachments_are_stored_once(db: Database) -> None:
+    raw = with_attachment()
+    ingestor(db).ingest(raw, source="a")
+    ingestor(db).ingest(raw.replace(b"<att@", b"<att2@"), source="b")
+    with db.session() as session:
+        assert len(session.exec(select(Attachment)).all()) == 2
+        pdf_blobs = [b for b in session.exec(select(Blob)).all() if b.data.startswith(b"%PDF")]
+        assert len(pdf_blobs) == 1
+
+
+def test_customer_found_in_directory_is_verified(db: Database) -> None:
+    directory = CustomerDirectory([CustomerRecord("10442", "Acme")])
+    outcome = ingestor(db, directory=directory).ingest(with_attachment(), source="t")
+    with db.session() as session:
+        ticket = session.get(Ticket, outcome.ticket_number)
+        assert ticket is not None
+        assert (ticket.customer_id, ticket.customer_verified, ticket.customer_source) == (
+            "10442", True, "directory")
+
+
+def test_oversize_message_is_kept_raw_and_ticketed_with_a_note(db: Database) -> None:
+    raw = mail(body="x" * 5000)
+    outcome = ingestor(db, max_bytes=1000).ingest(raw, source="t")
+    assert outcome.kind == OutcomeKind.TICKET
+    with db.session() as session:
+        message = session.exec(select(Message)).one()
+        assert message.truncated and blob_bytes(session, message.raw_sha256) == raw
+        notes = [e.detail["text"] for e in session.exec(select(Event)).all() if e.kind == "note"]
+        assert any("exceeds the limit" in n for n in notes)
+
+
+def test_unparseable_message_goes_to_quarantine_with_its_reason(db: Database) -> None:
+    raw = b"\x00\x01\x02 this is not mail \xff\xfe"
+    outcome = ingestor(db).ingest(raw, source="test")
+    assert outcome.kind == OutcomeKind.QUARANTINED and outcome.quarantined
+    with db.session() as session:
+        entry = session.exec(select(QuarantineEntry)).one()
+        assert entry.reason.startswith("unparseable")
+        assert blob_bytes(session, entry.raw_sha256) == raw
+        assert session.exec(select(Ticket)).all() == []
+
+
+def test_quarantined_message_arriving_again_is_one_entry(db: Database) -> None:
+    raw = b"\x00\x01 garbage"
+    ingestor(db).ingest(raw, source="a")
+    ingestor(db).ingest(raw, source="a")
+    with db.session() as session:
+        entry = session.exec(select(QuarantineEntry)).one()
+        assert entry.attempts == 2
+
+
+def test_text_with_nul_characters_is_stored(db: Database) -> None:
+    """PostgreSQL refuses NUL in text; the message must still be ticketed."""
+    outcome = ingestor(db).ingest(mail(subject="nul", body="before\x00after"), source="t")
+    assert outcome.kind == OutcomeKind.TICKET
+    with db.session() as session:
+        assert "beforeafter" in session.exec(select(Message)).one().body_text
+
+
+def test_replay_of_a_held_message_that_now_ingests_makes_a_ticket(db: Database) -> None:
+    """A held entry (here: quarantined after a storage failure) leaves quarantine on replay."""
+    raw = mail(message_id="<held@customer.example>")
+    sha = hashlib.sha256(raw).hexdigest()
+    with db.transaction() as session:
+        entry = writes.quarantine(session, raw, sha, "mid:held@customer.example",
+                                  "cannot be stored: disk full", source="imap:x", now=NOW)
+        entry_id = entry.id
+    assert entry_id is not None
+    outcome = replay(db, ingestor(db), entry_id)
+    assert outcome.kind == OutcomeKind.TICKET
+    with db.session() as session:
+        held = session.get(QuarantineEntry, entry_id)
+        assert held is not None and held.status == "replayed"
+        kinds = [e.kind for e in session.exec(select(Event)).all()]
+        assert "replayed_from_quarantine" in kinds
+
+
+def test_replay_of_a_still_broken_message_keeps_it_held(db: Database) -> None:
+    first = ingestor(db).ingest(b"\x00 garbage", source="t")
+    assert first.quarantine_id is not None
+    outcome = replay(db, ingestor(db), first.quarantine_id)
+    assert outcome.quarantined
+    with db.session() as session:
+        entry = session.get(QuarantineEntry, first.quarantine_id)
+        assert entry is not None and (entry.status, entry.attempts) == ("held", 2)

@@ -1,0 +1,159 @@
+"""Polling a real Dovecot mailbox: tickets, acks after commit, UIDVALIDITY, failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import select
+
+from mailbot.clock import FrozenClock
+from mailbot.identify import CustomerDirectory, compile_patterns
+from mailbot.ingest import Ingestor
+from mailbot.mail.imap import PROCESSED_KEYWORD, ImapEndpoint, MailboxUnavailable
+from mailbot.pipeline import DefaultSeverity, IngestPolicy
+from mailbot.poller import MailboxPlan, MailboxPoller
+from mailbot.store import Database
+from mailbot.store.models import MailboxState, QuarantineEntry, Ticket
+from mailbot.testing import DovecotServer
+
+NOW = datetime(2026, 11, 24, 4, 30, tzinfo=UTC)
+
+
+def customer_mail(n: int) -> bytes:
+    return (f"From: customer{n}@example.org\r\nTo: support@example.test\r\n"
+            f"Subject: problem number {n}\r\nMessage-ID: <p{n}@example.org>\r\n"
+            f"Date: Tue, 24 Nov 2026 09:00:00 +0000\r\n\r\nCustomer ID: RC-{10000 + n}\r\n"
+            ).encode()
+
+
+def poller_for(dovecot: DovecotServer, db: Database, *, processed: str | None = "Processed",
+               port: int | None = None) -> MailboxPoller:
+    endpoint = ImapEndpoint(host=dovecot.host, port=port or dovecot.port, security="none",
+                            username=dovecot.username, password=dovecot.password, timeout=5)
+    plan = MailboxPlan(name="support", endpoint=endpoint, processed_folder=processed,
+                       batch_size=2)
+    policy = IngestPolicy(10_000_000, compile_patterns([r"customer id:\s*([A-Z]+-\d+)"]))
+    ingestor = Ingestor(db, policy, DefaultSeverity("P3"), FrozenClock(NOW),
+                        CustomerDirectory())
+    return MailboxPoller(plan, ingestor, db, FrozenClock(NOW))
+
+
+def ticket_subjects(db: Database) -> list[str]:
+    with db.session() as session:
+        return sorted(t.subject for t in session.exec(select(Ticket)).all())
+
+
+def test_pass_turns_each_mail_into_a_ticket_and_moves_it(dovecot: DovecotServer,
+                                                        db: Database) -> None:
+    """Every mail becomes a ticket and lands in Processed; the inbox is empty after."""
+    for n in range(5):
+        dovecot.append("INBOX", customer_mail(n))
+    poller = poller_for(dovecot, db)
+    report = poller.run_pass()
+    poller.close()
+    assert (report.fetched, report.tickets) == (5, 5)
+    assert ticket_subjects(db) == [f"problem number {n}" for n in range(5)]
+    assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (0, 5)
+
+
+def test_unparseable_mail_is_moved_to_the_quarantine_folder(dovecot: DovecotServer,
+                                                            db: Database) -> None:
+    dovecot.append("INBOX", b"\x00\x01\x02\x03 binary junk")
+    dovecot.append("INBOX", customer_mail(1))
+    poller = poller_for(dovecot, db)
+    report = poller.run_pass()
+    poller.close()
+    assert (report.tickets, report.quarantined) == (1, 1)
+    assert (dovecot.count("Processed"), dovecot.count("Quarantine")) == (1, 1)
+    with db.session() as session:
+        assert session.exec(select(QuarantineEntry)).one().source.startswith("imap:support/")
+
+
+def test_second_pass_finds_nothing_new(dovecot: DovecotServer, db: Database) -> None:
+    dovecot.append("INBOX", customer_mail(1))
+    poller = poller_for(dovecot, db)
+    poller.run_pass()
+    report = poller.run_pass()
+    poller.close()
+    assert report.fetched == 0 and len(ticket_subjects(db)) == 1
+
+
+def test_mail_committed_but_never_moved_is_moved_without_a_second_ticket(
+        dovecot: DovecotServer, db: Database) -> None:
+    """The crash window between commit and move: the next pass only acks it."""
+    raw = customer_mail(7)
+    dovecot.append("INBOX", raw)
+    poller = poller_for(dovecot, db)
+    poller.ingestor.ingest(raw, source="earlier run")
+    report = poller.run_pass()
+    poller.close()
+    assert (report.duplicates, report.tickets) == (1, 0)
+    assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (0, 1)
+    assert len(ticket_subjects(db)) == 1
+
+
+def test_uidvalidity_change_rescans_without_duplicating(dovecot: DovecotServer,
+                                                         db: Database) -> None:
+    """A rebuilt mailbox (new UIDVALIDITY, flags lost) is read again; nothing is doubled."""
+    for n in range(3):
+        dovecot.append("INBOX", customer_mail(n))
+    poller = poller_for(dovecot, db, processed=None)
+    poller.run_pass()
+    client = dovecot.client()
+    try:
+        client.select_folder("INBOX")
+        client.remove_flags(client.search(["ALL"]), [PROCESSED_KEYWORD])
+    finally:
+        client.logout()
+    with db.transaction() as session:
+        state = session.get(MailboxState, "support")
+        assert state is not None and state.last_uid == 3
+        state.uidvalidity = 1
+        session.add(state)
+    report = poller.run_pass()
+    poller.close()
+    assert (report.fetched, report.duplicates, report.tickets) == (3, 3, 0)
+    assert len(ticket_subjects(db)) == 3
+
+
+def test_flag_mode_marks_messages_and_fetches_only_newer_uids(dovecot: DovecotServer,
+                                                              db: Database) -> None:
+    """Without a processed folder, messages stay, get flagged, and are not fetched again."""
+    dovecot.append("INBOX", customer_mail(1))
+    poller = poller_for(dovecot, db, processed=None)
+    poller.run_pass()
+    dovecot.append("INBOX", customer_mail(2))
+    report = poller.run_pass()
+    poller.close()
+    assert (report.fetched, report.tickets) == (1, 1)
+    client = dovecot.client()
+    try:
+        client.select_folder("INBOX")
+        flagged = client.search(["KEYWORD", PROCESSED_KEYWORD])
+    finally:
+        client.logout()
+    assert len(flagged) == 2 and dovecot.count("INBOX") == 2
+
+
+def test_unreachable_server_raises_and_records_the_error(dovecot: DovecotServer,
+                                                          db: Database) -> None:
+    dovecot.stop()
+    poller = poller_for(dovecot, db)
+    with pytest.raises(MailboxUnavailable):
+        poller.run_pass()
+    with db.session() as session:
+        state = session.get(MailboxState, "support")
+        assert state is not None and state.last_error and state.last_poll_at is None
+
+
+def test_ingestion_resumes_after_the_server_restarts(dovecot: DovecotServer,
+                                                     db: Database) -> None:
+    dovecot.append("INBOX", customer_mail(1))
+    poller = poller_for(dovecot, db)
+    poller.run_pass()
+    dovecot.restart()
+    dovecot.append("INBOX", customer_mail(2))
+    report = poller.run_pass()
+    poller.close()
+    assert report.tickets == 1 and len(ticket_subjects(db)) == 2
