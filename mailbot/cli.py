@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 
 import click
 import structlog
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.exc import OperationalError
 
 from mailbot import quarantine as quarantine_ops
 from mailbot.app import App, SchemaOutOfDate, open_app
@@ -21,6 +23,7 @@ from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
 from mailbot.logs import configure_logging
 from mailbot.mail.imap import MailboxUnavailable
 from mailbot.store import Database, queries, writes
+from mailbot.store.db import describe_db_error
 from mailbot.views import customer_row, quarantine_row, table, ticket_row, ticket_story_dict
 
 EX_TEMPFAIL = 75
@@ -50,10 +53,13 @@ class Context:
         return settings
 
     def app(self) -> App:
+        settings = self.settings()
         try:
-            return open_app(self.settings())
+            return open_app(settings)
         except SchemaOutOfDate as exc:
             fail(str(exc), EX_CONFIG)
+        except (OperationalError, SAInterfaceError) as exc:
+            fail(f"database unavailable: {describe_db_error(exc)}", EX_TEMPFAIL)
 
     def emit(self, data: Any, text: str) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False) if self.as_json else text)

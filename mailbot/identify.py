@@ -64,8 +64,12 @@ class CustomerDirectory:
         self._by_id: dict[str, CustomerRecord] = {}
         self._by_contact: dict[str, CustomerRecord] = {}
         self._by_domain: dict[str, list[CustomerRecord]] = {}
+        self._by_number: dict[str, list[CustomerRecord]] = {}
         for record in records:
             self._by_id[normalize_customer_id(record.customer_id)] = record
+            number = _number_part(record.customer_id)
+            if number:
+                self._by_number.setdefault(number, []).append(record)
             for contact in record.contacts:
                 self._by_contact[contact.strip().lower()] = record
             for domain in record.domains:
@@ -75,7 +79,13 @@ class CustomerDirectory:
         return len(self._by_id)
 
     def by_id(self, customer_id: str) -> CustomerRecord | None:
-        return self._by_id.get(normalize_customer_id(customer_id))
+        """Exact match, or a bare number ("10442") that one directory ID ends in ("RC-10442")."""
+        key = normalize_customer_id(customer_id)
+        record = self._by_id.get(key)
+        if record is None and key.isdigit():
+            owners = self._by_number.get(key, [])
+            record = owners[0] if len(owners) == 1 else None
+        return record
 
     def by_contact(self, email: str) -> CustomerRecord | None:
         return self._by_contact.get(email.lower())
@@ -84,6 +94,11 @@ class CustomerDirectory:
         """The customer owning a domain, only when exactly one customer claims it."""
         owners = self._by_domain.get(domain.lower(), [])
         return owners[0] if len(owners) == 1 else None
+
+
+def _number_part(customer_id: str) -> str | None:
+    match = re.search(r"(\d+)$", normalize_customer_id(customer_id))
+    return match.group(1) if match else None
 
 
 def normalize_customer_id(raw: str) -> str:

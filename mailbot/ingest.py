@@ -15,6 +15,7 @@ from mailbot.clock import Clock
 from mailbot.identify import CustomerDirectory, CustomerRecord
 from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
 from mailbot.store import Database, writes
+from mailbot.store.db import describe_db_error
 from mailbot.store.models import Customer
 
 log = structlog.get_logger("mailbot.ingest")
@@ -77,15 +78,15 @@ class Ingestor:
                 # Another worker stored the same message between our check and our commit.
                 return self._store(decision, raw, source=source, mailbox=mailbox, also=also)
         except (OperationalError, SAInterfaceError) as exc:
-            raise TemporaryFailure(f"database unavailable: {_first_line(exc)}") from exc
+            raise TemporaryFailure(f"database unavailable: {describe_db_error(exc)}") from exc
         except DBAPIError as exc:
-            reason = f"cannot be stored: {_first_line(exc)}"
+            reason = f"cannot be stored: {describe_db_error(exc)}"
             log.error("message.store_failed", source=source, reason=reason)
         rejection = Rejection(decision.raw_sha256, decision.key, reason)
         try:
             return self._store(rejection, raw, source=source, mailbox=mailbox, also=also)
         except DBAPIError as exc:
-            raise TemporaryFailure(f"cannot quarantine: {_first_line(exc)}") from exc
+            raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
 
     def _store(self, decision: Analysis | Rejection, raw: bytes, *, source: str,
                mailbox: str | None, also: SessionHook | None) -> Outcome:
@@ -130,8 +131,3 @@ def _log_outcome(outcome: Outcome, source: str) -> None:
         bound.info("message.duplicate", key=outcome.key)
     else:
         bound.info("message.ticketed")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

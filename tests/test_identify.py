@@ -48,6 +48,13 @@ def test_id_in_body_is_found_when_subject_has_none() -> None:
     assert match.customer_id == "RC-10442"
 
 
+def test_bare_number_matches_the_directory_id_ending_in_it() -> None:
+    """Customers often quote "10442" for "RC-10442"; one match only, never a guess."""
+    match = identify_customer(message("Cust. ID #10442"), PATTERNS, DIRECTORY)
+    assert (match.customer_id, match.source, match.claimed_id) == (
+        "RC-10442", CustomerSource.DIRECTORY, "10442")
+
+
 def test_unknown_id_is_kept_but_not_verified() -> None:
     match = identify_customer(message("CID 99999"), PATTERNS, DIRECTORY)
     assert (match.customer_id, match.source, match.verified) == (

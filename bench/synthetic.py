@@ -1,0 +1,56 @@
+"""Synthetic but realistic support mail for benchmarks: plain and alternative, some files."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+WORDS = (
+    "checkout", "export", "invoice", "login", "report", "server", "timeout", "error",
+    "customer", "store", "payment", "screen", "sync", "update", "database", "slow", "crash",
+    "page", "order", "stock", "user", "access", "account", "backup", "printer", "network",
+    "please", "urgent", "since", "yesterday", "again", "working", "partially", "totals",
+    "wrong", "cannot", "open", "shows", "blank", "after", "the", "with", "for", "our",
+)
+SUBJECTS = ("Checkout fails for {n} stores", "Export totals wrong since update",
+            "Cannot log in at all", "Question about invoices", "Slow search on page {n}",
+            "Printer not printing receipts", "How do I add a user?", "Sync error {n}")
+
+
+def _paragraphs(rng: random.Random, size: int) -> str:
+    out: list[str] = []
+    while sum(len(p) for p in out) < size:
+        out.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60))).capitalize()
+                   + ".")
+    return "\n\n".join(out)
+
+
+def support_mails(count: int, seed: int = 7, attachment_share: float = 0.05
+                  ) -> Iterator[bytes]:
+    """`count` mails, 2-20 KB of text, a third multipart/alternative, 5 % with 200 KB files."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    for n in range(count):
+        msg = EmailMessage()
+        customer = rng.randint(1, 400)
+        msg["From"] = f"Customer {customer} <user{customer}@customer{customer % 97}.example>"
+        msg["To"] = "support@example.test"
+        subject = rng.choice(SUBJECTS).format(n=rng.randint(2, 40))
+        msg["Subject"] = ("Re: " if n > 10 and rng.random() < 0.2 else "") + subject
+        msg["Date"] = format_datetime(start + timedelta(seconds=37 * n))
+        msg["Message-ID"] = f"<bench-{seed}-{n}@customer{customer % 97}.example>"
+        if msg["Subject"].startswith("Re: "):
+            msg["In-Reply-To"] = f"<bench-{seed}-{rng.randint(0, n - 1)}@customer.example>"
+        body = (f"Hello support,\n\n{_paragraphs(rng, rng.randint(2_000, 20_000))}\n\n"
+                f"Customer ID: RC-{10000 + customer}\n\nRegards,\nCustomer {customer}\n")
+        msg.set_content(body)
+        if rng.random() < 0.33:
+            html = "".join(f"<p>{p}</p>" for p in body.split("\n\n"))
+            msg.add_alternative(f"<html><body>{html}</body></html>", subtype="html")
+        if rng.random() < attachment_share:
+            msg.add_attachment(rng.randbytes(200_000), maintype="application",
+                               subtype="octet-stream", filename=f"logs-{n}.bin")
+        yield msg.as_bytes()

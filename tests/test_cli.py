@@ -1,0 +1,132 @@
+"""The mailbot command as an operator uses it: exit codes, --json fields, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailbot.testing import free_port
+
+SAMPLES = Path(__file__).resolve().parents[1] / "mailbot" / "samples"
+TICKET_FIELDS = {"number", "status", "severity", "customer_id", "customer_verified",
+                 "requester", "subject", "created_at", "response_due", "resolution_due",
+                 "first_response_at", "resolved_at", "matched_rules", "message_count",
+                 "attachment_count"}
+
+
+def mailbot(config: Path | None, *args: str, stdin: bytes | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    base = [sys.executable, "-m", "mailbot"] + (["--config", str(config)] if config else [])
+    return subprocess.run([*base, *args], input=stdin, capture_output=True, timeout=120,
+                          check=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("storage: {dir: state}\nlogging: {format: json, level: warning}\n")
+    return path
+
+
+def test_ingest_files_then_list_tickets_as_json(config: Path) -> None:
+    """Each sample becomes a ticket; the list carries the documented fields."""
+    files = sorted(str(p) for p in SAMPLES.glob("*.eml"))
+    ingested = mailbot(config, "ingest", "--json", *files)
+    assert ingested.returncode == 0, ingested.stderr
+    assert [r["outcome"] for r in json.loads(ingested.stdout)] == ["ticket"] * len(files)
+    listed = json.loads(mailbot(config, "tickets", "list", "--json").stdout)
+    assert len(listed) == len(files)
+    assert set(listed[0]) >= TICKET_FIELDS
+    assert listed[1]["attachment_count"] == 1
+
+
+def test_ingest_from_stdin_as_an_mta_pipe(config: Path) -> None:
+    raw = (SAMPLES / "01-outage.eml").read_bytes()
+    first = mailbot(config, "ingest", stdin=raw)
+    again = mailbot(config, "ingest", stdin=raw)
+    assert (first.returncode, again.returncode) == (0, 0)
+    assert b"ticket #1" in first.stdout and b"already stored (ticket #1)" in again.stdout
+
+
+def test_ingest_exits_75_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    """An MTA retries on 75; nothing may be lost by answering otherwise."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database: {{url: 'postgresql+psycopg://nobody@127.0.0.1:{free_port()}"
+                      "/none'}\n")
+    result = mailbot(config, "ingest", stdin=(SAMPLES / "01-outage.eml").read_bytes())
+    assert result.returncode == 75, result.stderr
+
+
+def test_bad_config_stops_with_the_key_and_exit_78(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("mailboxes:\n  - name: support\n    imap: {host: h, username: u, "
+                      "port: nine}\n")
+    result = mailbot(config, "tickets", "list")
+    assert result.returncode == 78
+    assert b"mailboxes[0].imap.port" in result.stderr
+
+
+def test_show_unknown_ticket_fails_clearly(config: Path) -> None:
+    result = mailbot(config, "tickets", "show", "42")
+    assert (result.returncode, result.stderr.strip()) == (1, b"mailbot: no ticket #42")
+
+
+def test_show_ticket_with_messages_and_audit_trail(config: Path) -> None:
+    mailbot(config, "ingest", str(SAMPLES / "02-bug-with-screenshot.eml"))
+    shown = json.loads(mailbot(config, "tickets", "show", "1", "--json").stdout)
+    (message,) = shown["messages"]
+    assert message["attachments"][0]["filename"] == "export totals.png"
+    assert [e["kind"] for e in shown["events"]][:1] == ["created"]
+
+
+def test_customers_import_then_ticket_is_verified(config: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "customers.csv"
+    directory.write_text("customer_id,name,domains,contacts,account_manager,plan\n"
+                         "RC-10442,Acme,acme.example,ops@acme.example,am@s.example,standard\n")
+    imported = mailbot(config, "customers", "import", str(directory))
+    assert imported.stdout.strip() == b"1 customer(s) added, 0 updated"
+    mailbot(config, "ingest", str(SAMPLES / "01-outage.eml"))
+    (ticket,) = json.loads(mailbot(config, "tickets", "list", "--json").stdout)
+    assert (ticket["customer_id"], ticket["customer_verified"]) == ("RC-10442", True)
+    listed = json.loads(mailbot(config, "customers", "list", "--json").stdout)
+    assert listed[0]["domains"] == ["acme.example"]
+
+
+def test_customers_import_of_a_bad_file_names_the_line(config: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "customers.yaml"
+    directory.write_text("- customer_id: A-1\n- customer_id: A-2\n  contacts: [nope]\n")
+    result = mailbot(config, "customers", "import", str(directory))
+    assert result.returncode == 1 and b"customers.yaml:2: not an email address" in result.stderr
+
+
+def test_quarantine_list_replay_and_drop(config: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.eml"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n not a mail")
+    size = junk.stat().st_size
+    result = mailbot(config, "ingest", str(junk))
+    assert result.returncode == 0 and b"quarantined as 1" in result.stdout
+    (entry,) = json.loads(mailbot(config, "quarantine", "list", "--json").stdout)
+    assert {"id", "reason", "received_at", "source", "size"} <= set(entry)
+    assert entry["reason"].startswith("unparseable") and entry["size"] == size
+    replayed = mailbot(config, "quarantine", "replay", "1")
+    assert replayed.returncode == 1 and b"quarantined" in replayed.stdout
+    assert mailbot(config, "quarantine", "drop", "1").returncode == 0
+    assert json.loads(mailbot(config, "quarantine", "list", "--json").stdout) == []
+
+
+def test_db_upgrade_reports_the_schema(config: Path) -> None:
+    first = mailbot(config, "db", "upgrade")
+    second = mailbot(config, "db", "upgrade")
+    assert first.stdout.startswith(b"schema: empty -> ")
+    assert second.stdout.startswith(b"schema already at ")
+
+
+def test_demo_prints_the_sample_tickets(tmp_path: Path) -> None:
+    result = mailbot(None, "demo", "--dir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert b"4 sample mails ingested" in result.stdout
+    assert b"RC-10442" in result.stdout and (tmp_path / "demo" / "mailbot.db").exists()

@@ -1,0 +1,172 @@
+"""Parsing: headers, addresses, bodies, attachments and what makes bytes not a mail."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailbot.parsing import (
+    MessageParseError,
+    idempotency_key,
+    normalize_message_id,
+    parse_headers_only,
+    parse_message,
+    sanitize_filename,
+    unique_filenames,
+)
+
+
+def mail(headers: str, body: str = "Hello.\r\n") -> bytes:
+    return (headers.strip().replace("\n", "\r\n") + "\r\n\r\n" + body).encode("utf-8")
+
+
+def test_plain_mail_gives_addresses_subject_date_and_text() -> None:
+    parsed = parse_message(mail(
+        'From: "Jane Doe" <Jane@Example.ORG>\nTo: a@x.example, B <b@x.example>\n'
+        "Cc: c@x.example\nSubject: Help\nDate: Tue, 24 Nov 2026 09:12:03 +0530\n"
+        "Message-ID: <Abc.1@Mail.Example.ORG>", "Line one\r\nLine two\r\n"))
+    assert parsed.from_ is not None
+    assert (parsed.from_.name, parsed.from_.email) == ("Jane Doe", "jane@example.org")
+    assert [a.email for a in parsed.to] == ["a@x.example", "b@x.example"]
+    assert [a.email for a in parsed.cc] == ["c@x.example"]
+    assert parsed.subject == "Help"
+    assert parsed.message_id == "Abc.1@mail.example.org"
+    assert parsed.date is not None and parsed.date.utcoffset() == timedelta(hours=5, minutes=30)
+    assert parsed.body_text == "Line one\nLine two"
+
+
+def test_encoded_word_subject_is_decoded() -> None:
+    parsed = parse_message(mail("From: a@x.example\nSubject: =?UTF-8?B?w6TDtsO8IOKCrA==?="))
+    assert parsed.subject == "äöü €"
+
+
+def test_unknown_charset_does_not_raise() -> None:
+    parsed = parse_message(mail("From: a@x.example\nSubject: =?ks_c_5601-1987?B?x9HAxw==?=\n"
+                                "Content-Type: text/plain; charset=unicode-1-1-utf-7",
+                                "Hi +AKM-1\r\n"))
+    assert (parsed.subject, parsed.body_text) == ("한의", "Hi £1")
+
+
+def test_raw_8bit_header_is_decoded_with_the_declared_body_charset() -> None:
+    raw = (b"From: a@x.example\r\nSubject: \xd7\xaa\xb7\xa2\r\n"
+           b"Content-Type: text/plain; charset=gb2312\r\n\r\nx\r\n")
+    assert parse_message(raw).subject == "转发"
+
+
+def test_html_only_mail_gets_readable_text_body() -> None:
+    parsed = parse_message(mail(
+        "From: a@x.example\nContent-Type: text/html; charset=utf-8",
+        "<html><style>p{}</style><script>bad()</script><p>Hello <b>you</b></p>"
+        "<a href='https://x.example/k'>docs</a></html>"))
+    assert "Hello you" in parsed.body_text
+    assert "https://x.example/k" in parsed.body_text
+    assert "bad()" not in parsed.body_text and "p{}" not in parsed.body_text
+    assert parsed.body_html is not None
+
+
+def test_plain_part_is_preferred_over_html() -> None:
+    parsed = parse_message(mail(
+        "From: a@x.example\nContent-Type: multipart/alternative; boundary=b",
+        "--b\r\nContent-Type: text/plain\r\n\r\nplain words\r\n"
+        "--b\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--b--\r\n"))
+    assert parsed.body_text == "plain words"
+
+
+def test_attachment_filenames_are_sanitized_and_unique() -> None:
+    part = ("--b\r\nContent-Type: application/octet-stream\r\n"
+            'Content-Disposition: attachment; filename="{}"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n")
+    body = ("--b\r\nContent-Type: text/plain\r\n\r\nsee files\r\n"
+            + part.format("../../etc/passwd") + part.format("passwd") + part.format("CON")
+            + "--b--\r\n")
+    parsed = parse_message(mail("From: a@x.example\nContent-Type: multipart/mixed; boundary=b",
+                                body))
+    assert [a.filename for a in parsed.attachments] == ["passwd", "passwd (2)", "_CON"]
+    assert all(a.data == b"hello" for a in parsed.attachments)
+
+
+def test_inline_image_is_kept_and_marked_inline() -> None:
+    parsed = parse_message(mail(
+        "From: a@x.example\nContent-Type: multipart/related; boundary=b",
+        "--b\r\nContent-Type: text/html\r\n\r\n<img src='cid:logo@x'>\r\n"
+        "--b\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n"))
+    (image,) = parsed.attachments
+    assert (image.inline, image.content_type, image.filename) == (True, "image/png",
+                                                                  "image-1.png")
+
+
+def test_forwarded_message_is_kept_whole_as_an_eml_attachment() -> None:
+    parsed = parse_message(mail(
+        "From: a@x.example\nContent-Type: multipart/mixed; boundary=b",
+        "--b\r\nContent-Type: text/plain\r\n\r\nforwarding\r\n"
+        "--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@y.example\r\n"
+        "Subject: inner\r\n\r\ninner body\r\n--b--\r\n"))
+    (forwarded,) = parsed.attachments
+    assert forwarded.content_type == "message/rfc822" and forwarded.filename.endswith(".eml")
+    assert b"inner body" in forwarded.data
+    assert parsed.body_text == "forwarding"
+
+
+def test_mail_without_headers_is_a_parse_error() -> None:
+    with pytest.raises(MessageParseError, match="no header block"):
+        parse_message(b"just some text\nwith no headers\n")
+
+
+def test_empty_input_is_a_parse_error() -> None:
+    with pytest.raises(MessageParseError, match="empty"):
+        parse_message(b"  \r\n")
+
+
+def test_text_line_before_the_headers_is_skipped() -> None:
+    raw = b"---- Original message ----\r\nFrom: a@x.example\r\nSubject: s\r\n\r\nbody\r\n"
+    parsed = parse_message(raw)
+    assert (parsed.subject, parsed.body_text) == ("s", "body")
+    assert any("before the headers" in d for d in parsed.defects)
+
+
+def test_headers_only_parse_marks_truncated() -> None:
+    raw = mail("From: a@x.example\nSubject: big", "x" * 10000)
+    parsed = parse_headers_only(raw)
+    assert (parsed.truncated, parsed.subject, parsed.body_text, parsed.size) == (
+        True, "big", "", len(raw))
+
+
+def test_references_and_in_reply_to_are_normalized() -> None:
+    parsed = parse_message(mail("From: a@x.example\nIn-Reply-To: <One@A.example>\n"
+                                "References: <zero@a.example>\n <One@A.example>"))
+    assert parsed.in_reply_to == "One@a.example"
+    assert parsed.references == ("zero@a.example", "One@a.example")
+
+
+def test_missing_message_id_gives_sha256_key() -> None:
+    raw = mail("From: a@x.example")
+    assert idempotency_key(None, raw) == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert idempotency_key("<X@Y.example>", raw) == "mid:X@y.example"
+
+
+@given(st.text(max_size=400))
+def test_sanitized_filename_is_safe(name: str) -> None:
+    clean = sanitize_filename(name, max_length=100)
+    assert "/" not in clean and "\\" not in clean
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in clean)
+    assert len(clean) <= 100
+    assert not clean.startswith(".")
+    assert sanitize_filename(clean, max_length=100) == clean
+
+
+@given(st.lists(st.sampled_from(["a.pdf", "a.pdf", "b", "A.PDF", "a (2).pdf"]), max_size=12))
+def test_unique_filenames_never_repeat(names: list[str]) -> None:
+    unique = unique_filenames(names)
+    assert len({n.lower() for n in unique}) == len(unique) == len(names)
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="<> \t\r\n"), min_size=1,
+               max_size=60))
+def test_normalized_message_id_is_stable(local: str) -> None:
+    once = normalize_message_id(f"<{local}@Example.COM>")
+    assert once is not None and normalize_message_id(once) == once
