@@ -29,7 +29,7 @@ log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -60,7 +60,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {ssl_port}
   }}
 }}
 service pop3-login {{
@@ -88,7 +89,7 @@ class DovecotServer:
     """Dovecot from Debian's package, run standalone from its own config in a temp folder."""
 
     def __init__(self, *, username: str = "support@example.test", password: str = "secret",
-                 mail_location: str = "maildir:~/Maildir") -> None:
+                 mail_location: str = "maildir:~/Maildir", tls: bool = False) -> None:
         if not Path(DOVECOT).exists():
             raise RuntimeError(f"{DOVECOT} not found: install Debian's dovecot-imapd "
                                "(scripts/test.sh does)")
@@ -98,6 +99,9 @@ class DovecotServer:
         self.mail_location = mail_location
         self.root = Path(tempfile.mkdtemp(prefix="mbdc-", dir="/tmp"))
         self.port = free_port()
+        self.tls = tls
+        self.ssl_port = free_port() if tls else 0
+        self.cert_path = self.root / "cert.pem"
         self.log_path = self.root / "dovecot.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._write_files()
@@ -111,9 +115,14 @@ class DovecotServer:
         os.chown(home, MAIL_UID, MAIL_UID)
         (self.root / "users").write_text(
             f"{self.username}:{{PLAIN}}{self.password}:{MAIL_UID}:{MAIL_UID}::{home}::\n")
+        ssl = "ssl = no"
+        if self.tls:
+            key_path = self.root / "key.pem"
+            _self_signed_certificate(self.cert_path, key_path)
+            ssl = f"ssl = yes\nssl_cert = <{self.cert_path}\nssl_key = <{key_path}"
         (self.root / "dovecot.conf").write_text(CONFIG_TEMPLATE.format(
             instance=self.root.name, root=self.root, port=self.port, uid=MAIL_UID,
-            mail_location=self.mail_location))
+            mail_location=self.mail_location, ssl=ssl, ssl_port=self.ssl_port))
 
     def start(self) -> DovecotServer:
         if self._process is not None:
@@ -234,3 +243,10 @@ class DovecotServer:
             client.logout()
 
 
+def _self_signed_certificate(cert: Path, key: Path) -> None:
+    """A two-day certificate for 127.0.0.1 and localhost, made with openssl."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
