@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import structlog
 from alembic.script import ScriptDirectory
 
 from mailbot.clock import Clock, SystemClock
@@ -11,10 +12,13 @@ from mailbot.config import Settings
 from mailbot.identify import compile_patterns
 from mailbot.ingest import Ingestor
 from mailbot.mail.imap import ImapEndpoint
-from mailbot.pipeline import DefaultSeverity, IngestPolicy
+from mailbot.pipeline import Classifier, DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
+from mailbot.rules.book import RuleBook
 from mailbot.store import Database
 from mailbot.store.db import alembic_config
+
+log = structlog.get_logger("mailbot.app")
 
 
 class SchemaOutOfDate(Exception):
@@ -28,6 +32,7 @@ class App:
     settings: Settings
     db: Database
     clock: Clock = field(default_factory=SystemClock)
+    classifier: Classifier | None = None
 
     def ingestor(self) -> Ingestor:
         settings = self.settings
@@ -35,8 +40,9 @@ class App:
             max_message_bytes=settings.storage.max_message_bytes,
             customer_id_patterns=compile_patterns(settings.customer_id.patterns),
         )
-        return Ingestor(self.db, policy, DefaultSeverity(settings.rules.default_severity),
-                        self.clock)
+        if self.classifier is None:
+            self.classifier = load_classifier(settings)
+        return Ingestor(self.db, policy, self.classifier, self.clock)
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
         shared = ingestor or self.ingestor()
@@ -57,6 +63,19 @@ class App:
                 processed_folder=mailbox.processed_folder,
                 quarantine_folder=mailbox.quarantine_folder, batch_size=mailbox.batch_size))
         return plans
+
+
+def load_classifier(settings: Settings) -> Classifier:
+    """The rule book at `rules.path`; without rule files, every mail gets the default severity.
+
+    Raises RuleSetError (with file:line for each problem) when the rules are invalid.
+    """
+    path = settings.rules.path
+    if not path.exists():
+        log.warning("rules.missing", path=str(path),
+                    detail=f"no rules: every mail gets {settings.rules.default_severity}")
+        return DefaultSeverity(settings.rules.default_severity)
+    return RuleBook(path, settings.rules.default_severity)
 
 
 def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> App:

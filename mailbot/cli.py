@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import structlog
-from sqlalchemy.exc import InterfaceError as SAInterfaceError
-from sqlalchemy.exc import OperationalError
 
 from mailbot import quarantine as quarantine_ops
-from mailbot.app import App, SchemaOutOfDate, open_app
-from mailbot.config import ConfigError, Settings, load_settings
+from mailbot.cli_rules import rules_group
+from mailbot.cli_support import (
+    EX_FAILURE,
+    EX_NOINPUT,
+    EX_TEMPFAIL,
+    Context,
+    default_config,
+    fail,
+    with_json,
+)
 from mailbot.customers import DirectoryFileError, read_customer_file
 from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
 from mailbot.logs import configure_logging
 from mailbot.mail.imap import MailboxUnavailable
 from mailbot.store import Database, queries, writes
-from mailbot.store.db import describe_db_error
 from mailbot.views import customer_row, quarantine_row, table, ticket_row, ticket_story_dict
-
-EX_TEMPFAIL = 75
-EX_NOINPUT = 66
-EX_CONFIG = 78
-EX_FAILURE = 1
 
 TICKET_COLUMNS = [("number", "#"), ("status", "status"), ("severity", "sev"),
                   ("customer_id", "customer"), ("customer_verified", "verified"),
@@ -37,73 +35,25 @@ TICKET_COLUMNS = [("number", "#"), ("status", "status"), ("severity", "sev"),
                   ("message_count", "msgs"), ("attachment_count", "files")]
 
 
-@dataclass
-class Context:
-    """What every command shares: where the config is and how to report."""
-
-    config_path: Path
-    as_json: bool = False
-
-    def settings(self) -> Settings:
-        try:
-            settings = load_settings(self.config_path, os.environ)
-        except ConfigError as exc:
-            fail(f"configuration {self.config_path} is not valid:\n{exc}", EX_CONFIG)
-        configure_logging(settings.logging.format, settings.logging.level)
-        return settings
-
-    def app(self) -> App:
-        settings = self.settings()
-        try:
-            return open_app(settings)
-        except SchemaOutOfDate as exc:
-            fail(str(exc), EX_CONFIG)
-        except (OperationalError, SAInterfaceError) as exc:
-            fail(f"database unavailable: {describe_db_error(exc)}", EX_TEMPFAIL)
-
-    def emit(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False) if self.as_json else text)
-
-
-def fail(message: str, code: int = EX_FAILURE) -> NoReturn:
-    click.echo(f"mailbot: {message}", err=True)
-    sys.exit(code)
-
-
-def _default_config() -> str:
-    return os.environ.get("MAILBOT_CONFIG", "config.yaml")
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def _with_json(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @json_option
-    @click.pass_obj
-    def wrapper(ctx: Context, /, as_json: bool, **kwargs: Any) -> Any:
-        ctx.as_json = as_json
-        return fn(ctx, **kwargs)
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
 @click.group()
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
-              default=_default_config, show_default="$MAILBOT_CONFIG or ./config.yaml",
+              default=default_config, show_default="$MAILBOT_CONFIG or ./config.yaml",
               help="Configuration file.")
 @click.pass_context
 def main(click_ctx: click.Context, config_path: Path) -> None:
     """mailbot: turns a support mailbox into tickets."""
-    click_ctx.obj = Context(config_path)
+    source = click_ctx.get_parameter_source("config_path")
+    given = source not in (click.core.ParameterSource.DEFAULT, None) or bool(
+        os.environ.get("MAILBOT_CONFIG"))
+    click_ctx.obj = Context(config_path, config_given=given)
 
 
 @main.command()
-@_with_json
+@with_json
 def poll(ctx: Context) -> None:
     """One pass over every mailbox, then exit (for cron and tests)."""
     app = ctx.app()
-    ingestor = app.ingestor()
+    ingestor = ctx.ingestor(app)
     reports: list[dict[str, Any]] = []
     failed = False
     for poller in app.pollers(ingestor):
@@ -130,11 +80,11 @@ def poll(ctx: Context) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@_with_json
+@with_json
 def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
     """Ingest .eml files, or one message from stdin (MTA pipe); exit 75 on temporary failure."""
     app = ctx.app()
-    ingestor = app.ingestor()
+    ingestor = ctx.ingestor(app)
     results: list[dict[str, Any]] = []
     inputs: list[tuple[str, Callable[[], bytes]]] = (
         [(str(f), f.read_bytes) for f in files] if files
@@ -178,7 +128,7 @@ def tickets() -> None:
 @click.option("--severity", type=click.Choice(["P1", "P2", "P3", "P4"], case_sensitive=False))
 @click.option("--customer", help="Customer ID.")
 @click.option("--limit", type=click.IntRange(min=1))
-@_with_json
+@with_json
 def tickets_list(ctx: Context, status: str | None, severity: str | None,
                  customer: str | None, limit: int | None) -> None:
     """List tickets, oldest first."""
@@ -191,7 +141,7 @@ def tickets_list(ctx: Context, status: str | None, severity: str | None,
 
 @tickets.command("show")
 @click.argument("number", type=int)
-@_with_json
+@with_json
 def tickets_show(ctx: Context, number: int) -> None:
     """One ticket with its messages, attachments and audit trail."""
     app = ctx.app()
@@ -230,7 +180,7 @@ def customers() -> None:
 
 @customers.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
-@_with_json
+@with_json
 def customers_import(ctx: Context, file: Path) -> None:
     """Import customers from CSV or YAML (customer_id, name, domains, contacts, ...)."""
     try:
@@ -245,7 +195,7 @@ def customers_import(ctx: Context, file: Path) -> None:
 
 
 @customers.command("list")
-@_with_json
+@with_json
 def customers_list(ctx: Context) -> None:
     """List the customer directory."""
     app = ctx.app()
@@ -264,7 +214,7 @@ def quarantine_group() -> None:
 
 @quarantine_group.command("list")
 @click.option("--all", "include_done", is_flag=True, help="Include replayed and dropped.")
-@_with_json
+@with_json
 def quarantine_list(ctx: Context, include_done: bool) -> None:
     """Quarantined messages with their reasons."""
     app = ctx.app()
@@ -279,12 +229,12 @@ def quarantine_list(ctx: Context, include_done: bool) -> None:
 
 @quarantine_group.command("replay")
 @click.argument("entry_id", type=int)
-@_with_json
+@with_json
 def quarantine_replay(ctx: Context, entry_id: int) -> None:
     """Run a quarantined message through the pipeline again."""
     app = ctx.app()
     try:
-        outcome = quarantine_ops.replay(app.db, app.ingestor(), entry_id)
+        outcome = quarantine_ops.replay(app.db, ctx.ingestor(app), entry_id)
     except quarantine_ops.QuarantineError as exc:
         fail(str(exc))
     except TemporaryFailure as exc:
@@ -297,7 +247,7 @@ def quarantine_replay(ctx: Context, entry_id: int) -> None:
 
 @quarantine_group.command("drop")
 @click.argument("entry_id", type=int)
-@_with_json
+@with_json
 def quarantine_drop(ctx: Context, entry_id: int) -> None:
     """Stop holding a quarantined message (its raw bytes stay stored)."""
     app = ctx.app()
@@ -330,7 +280,7 @@ def db_upgrade(ctx: Context) -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               default=Path("mailbot-demo"), show_default=True,
               help="Where the demo keeps its SQLite file and outgoing mail.")
-@_with_json
+@with_json
 def demo(ctx: Context, directory: Path) -> None:
     """The whole flow on this machine: sample mails in, tickets in a local SQLite file."""
     from mailbot.demo import run_demo
@@ -344,3 +294,6 @@ def run() -> None:
     configure_logging("console", "warning")
     structlog.get_logger("mailbot").debug("start", argv=sys.argv[1:])
     main()
+
+
+main.add_command(rules_group)

@@ -16,6 +16,7 @@ from mailbot.store import queries, writes
 from mailbot.views import table, ticket_row
 
 SAMPLES = "samples"
+SHIPPED_RULES = Path(__file__).resolve().parents[1] / "rules"
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class DemoResult:
                 "tickets": self.tickets, "quarantined": self.quarantined}
 
     def text(self) -> str:
-        columns = [("number", "#"), ("severity", "sev"), ("customer_id", "customer"),
+        columns = [("number", "#"), ("severity", "sev"), ("matched_rules", "why"),
+                   ("customer_id", "customer"),
                    ("customer_source", "found by"), ("requester", "requester"),
                    ("subject", "subject"), ("attachment_count", "files")]
         return "\n".join([
@@ -60,10 +62,12 @@ def run_demo(directory: Path) -> DemoResult:
     config_file.write_text(
         "# Written by `mailbot demo`; point --config at it to explore the demo data.\n"
         "storage: {dir: .}\n"
+        f"rules: {{path: '{SHIPPED_RULES}'}}\n"
         "database: {url: 'sqlite:///mailbot.db'}\n"
         "logging: {format: console, level: warning}\n", encoding="utf-8")
     settings = settings_from_mapping(
         {"storage": {"dir": "."}, "database": {"url": "sqlite:///mailbot.db"},
+         "rules": {"path": str(SHIPPED_RULES)},
          "logging": {"format": "console", "level": "warning"}}, base_dir=directory)
     configure_logging(settings.logging.format, settings.logging.level)
     app = open_app(settings)

@@ -1,0 +1,180 @@
+"""The rule engine: fields, tests, combinators, unless, most-severe-wins, the shipped examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailbot.config import DEFAULT_CUSTOMER_ID_PATTERNS
+from mailbot.identify import (
+    CustomerDirectory,
+    CustomerMatch,
+    CustomerRecord,
+    CustomerSource,
+    compile_patterns,
+)
+from mailbot.parsing import parse_message
+from mailbot.rules import RuleEngine, load_rules, run_examples
+from mailbot.rules.engine import MessageView, _check
+from mailbot.rules.model import AllOf, AnyOf, FieldTest, NotOf
+
+REPO = Path(__file__).resolve().parents[1]
+NOBODY = CustomerMatch(None, CustomerSource.MISSING)
+
+
+def engine_for(tmp_path: Path, text: str) -> RuleEngine:
+    (tmp_path / "r.yaml").write_text(text)
+    return RuleEngine(load_rules(tmp_path / "r.yaml"))
+
+
+def mail(subject: str = "Hello", body: str = "Hi.", extra: str = "",
+         sender: str = "jane@customer.example") -> bytes:
+    return (f"From: Jane <{sender}>\r\nTo: support@example.com\r\nCc: boss@customer.example\r\n"
+            f"Subject: {subject}\r\n{extra}\r\n{body}\r\n").encode()
+
+
+def severity(engine: RuleEngine, raw: bytes, customer: CustomerMatch = NOBODY) -> str:
+    return engine.classify(parse_message(raw), customer).severity
+
+
+def test_every_shipped_example_gets_its_severity() -> None:
+    """The rule set in rules/ classifies each of its example mails as documented."""
+    engine = RuleEngine(load_rules(REPO / "rules"))
+    results = run_examples(engine, compile_patterns(DEFAULT_CUSTOMER_ID_PATTERNS))
+    assert len(results) >= 40
+    assert [str(r) for r in results if not r.ok] == []
+
+
+def test_contains_is_case_insensitive_and_unicode_folded(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "rules:\n  - {id: s, severity: P1, when: {body: "
+                                  "{contains: 'STRASSE ausgefallen'}}}\n")
+    assert severity(engine, mail(body="Die Straße   ausgefallen!")) == "P1"
+
+
+def test_no_rule_matching_gives_the_default_severity(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "rules:\n  - {id: s, severity: P1, when: {subject: down}}\n")
+    result = engine.classify(parse_message(mail()), NOBODY)
+    assert (result.severity, result.hits) == ("P3", ())
+    assert "default" in result.reason
+
+
+def test_most_severe_hit_wins_and_every_hit_is_recorded(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, """rules:
+  - {id: question, severity: P4, when: {subject: {matches: '\\?$'}}}
+  - {id: outage, severity: P1, when: {subject: {contains: down}}}
+  - {id: other-outage, severity: P1, when: {subject: {contains: site}}}
+""")
+    result = engine.classify(parse_message(mail("Why is the site down?")), NOBODY)
+    assert result.severity == "P1"
+    assert [h.rule_id for h in result.hits] == ["question", "outage", "other-outage"]
+    assert result.reason.startswith("rule outage")
+
+
+def test_unless_stops_a_rule(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, """rules:
+  - id: outage
+    severity: P1
+    when: {subject: {contains: down}}
+    unless: [{subject: {matches: '^re:'}}]
+""")
+    assert severity(engine, mail("Site down")) == "P1"
+    assert severity(engine, mail("Re: Site down")) == "P3"
+
+
+def test_matched_text_is_reported(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "rules:\n  - {id: o, severity: P1, when: {body: "
+                                  "{matches: 'checkout \\w+ down'}}}\n")
+    result = engine.classify(parse_message(mail(body="Our checkout went down at 9.")), NOBODY)
+    assert result.hits[0].matched == "body matches 'checkout went down'"
+
+
+def test_quoted_history_is_not_the_body(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "rules:\n  - {id: o, severity: P1, when: {body: "
+                                  "{contains: outage}}}\n")
+    reply = ("Thanks, all fine now.\r\n\r\nOn Mon, 23 Nov 2026 at 10:00, Support "
+             "<s@example.com> wrote:\r\n> We are investigating the outage.\r\n")
+    assert severity(engine, mail("Re: status", reply)) == "P3"
+
+
+@pytest.mark.parametrize(("condition", "raw", "expected"), [
+    ("{from_domain: {equals: customer.example}}", mail(), True),
+    ("{from: {contains: 'jane <'}}", mail(), True),
+    ("{cc: {contains: boss@}}", mail(), True),
+    ("{to: {in: ['support@example.com', 'help@example.com']}}", mail(), True),
+    ("{from: {equals: jane@customer.example}}", mail(), True),
+    ("{from: {equals: jane}}", mail(), False),
+    ("{header: {name: X-Priority, equals: '1'}}", mail(extra="X-Priority: 1\r\n"), True),
+    ("{header: {name: X-Priority, exists: true}}", mail(), False),
+    ("{has_attachments: false}", mail(), True),
+    ("{size: {under: 1KB}}", mail(), True),
+    ("{size: {over: 1KB}}", mail(), False),
+    ("{customer_id: {exists: false}}", mail(), True),
+])
+def test_fields(tmp_path: Path, condition: str, raw: bytes, expected: bool) -> None:
+    engine = engine_for(tmp_path, f"rules:\n  - {{id: t, severity: P1, when: {condition}}}\n")
+    assert (severity(engine, raw) == "P1") is expected
+
+
+def test_customer_plan_field(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "rules:\n  - {id: t, severity: P2, when: "
+                                  "{customer_plan: {equals: extended}}}\n")
+    record = CustomerRecord("RC-1", plan="extended")
+    customer = CustomerMatch("RC-1", CustomerSource.DIRECTORY, "RC-1", record)
+    assert severity(engine, mail(), customer) == "P2"
+    assert CustomerDirectory([record]).by_id("rc-1") == record
+
+
+def test_attachment_filename_and_type(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, """rules:
+  - {id: logs, severity: P2, when: {attachment: {filename: {matches: '\\.log$'}}}}
+  - {id: pdf, severity: P4, when: {attachment: {content_type: {equals: application/pdf}}}}
+""")
+    raw = (b"From: a@x.example\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n--b\r\nContent-Type: text/plain\r\n"
+           b"Content-Disposition: attachment; filename=server.log\r\n\r\nx\r\n--b--\r\n")
+    assert severity(engine, raw) == "P2"
+
+
+def test_hostile_pattern_times_out_instead_of_stalling(tmp_path: Path) -> None:
+    """A slow pattern on a hostile body is cut off and reported; classification goes on."""
+    engine = engine_for(tmp_path, "rules:\n  - {id: slow, severity: P1, when: {body: "
+                                  "{matches: '(\\w|\\w\\w)*\\d'}}}\n")
+    verdict = engine.evaluate(parse_message(mail(body="x" * 5000)), NOBODY)
+    assert verdict.classification.severity == "P3"
+    assert verdict.timeouts and "slow" in verdict.timeouts[0]
+
+
+def _leaf(hit: bool) -> FieldTest:
+    """A test that holds exactly when `hit` (the test mail has no attachments)."""
+    return FieldTest("has_attachments", "exists", flag=not hit)
+
+
+leaves = st.builds(_leaf, st.booleans())
+conditions = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, min_size=1, max_size=4).map(lambda c: AllOf(tuple(c))),
+        st.lists(children, min_size=1, max_size=4).map(lambda c: AnyOf(tuple(c))),
+        children.map(NotOf)),
+    max_leaves=12)
+
+
+def _truth(condition: object) -> bool:
+    if isinstance(condition, AllOf):
+        return all(_truth(c) for c in condition.children)
+    if isinstance(condition, AnyOf):
+        return any(_truth(c) for c in condition.children)
+    if isinstance(condition, NotOf):
+        return not _truth(condition.child)
+    assert isinstance(condition, FieldTest)
+    return condition.flag is False
+
+
+@given(conditions)
+def test_combinators_follow_boolean_logic(condition: object) -> None:
+    """all/any/not evaluate exactly as and/or/not over their leaves."""
+    view = MessageView(parse_message(mail()), NOBODY)
+    assert _check(condition, view, [], "p").held is _truth(condition)  # type: ignore[arg-type]
