@@ -28,9 +28,26 @@ def _paragraphs(rng: random.Random, size: int) -> str:
     return "\n\n".join(out)
 
 
-def support_mails(count: int, seed: int = 7, attachment_share: float = 0.05
-                  ) -> Iterator[bytes]:
-    """`count` mails, 2-20 KB of text, a third multipart/alternative, 5 % with 200 KB files."""
+SYLLABLES = ("ka", "vo", "ri", "lu", "ne", "to", "sa", "mi", "po", "de", "zu", "ga")
+
+
+def domain_terms(count: int = 2000, seed: int = 3) -> list[str]:
+    """Product, module and error names of the kind support rules look for (`kavori-117`)."""
+    rng = random.Random(seed)
+    terms: list[str] = []
+    while len(terms) < count:
+        term = "".join(rng.choice(SYLLABLES) for _ in range(3)) + f"-{rng.randint(10, 999)}"
+        if term not in terms:
+            terms.append(term)
+    return terms
+
+
+def support_mails(count: int, seed: int = 7, attachment_share: float = 0.05,
+                  terms: list[str] | None = None) -> Iterator[bytes]:
+    """`count` mails, 2-20 KB of text, a third multipart/alternative, 5 % with 200 KB files.
+
+    With `terms`, each mail names three of them (product, module, error code).
+    """
     rng = random.Random(seed)
     start = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
     for n in range(count):
@@ -42,9 +59,12 @@ def support_mails(count: int, seed: int = 7, attachment_share: float = 0.05
         msg["Subject"] = ("Re: " if n > 10 and rng.random() < 0.2 else "") + subject
         msg["Date"] = format_datetime(start + timedelta(seconds=37 * n))
         msg["Message-ID"] = f"<bench-{seed}-{n}@customer{customer % 97}.example>"
+        msg["X-Mailer"] = f"client-{rng.randint(0, 3000)}"
         if msg["Subject"].startswith("Re: "):
             msg["In-Reply-To"] = f"<bench-{seed}-{rng.randint(0, n - 1)}@customer.example>"
+        named = ", ".join(rng.sample(terms, 3)) if terms else ""
         body = (f"Hello support,\n\n{_paragraphs(rng, rng.randint(2_000, 20_000))}\n\n"
+                + (f"Affected: {named}\n\n" if named else "") +
                 f"Customer ID: RC-{10000 + customer}\n\nRegards,\nCustomer {customer}\n")
         msg.set_content(body)
         if rng.random() < 0.33:

@@ -48,6 +48,22 @@ def main(click_ctx: click.Context, config_path: Path) -> None:
     click_ctx.obj = Context(config_path, config_given=given)
 
 
+@main.command("run")
+@click.pass_obj
+def run_daemon(ctx: Context) -> None:
+    """The daemon: every mailbox at its poll interval until SIGTERM; SIGHUP reloads rules."""
+    from mailbot.daemon import Daemon
+    from mailbot.rules.book import RuleBook
+
+    app = ctx.app()
+    ingestor = ctx.ingestor(app)
+    rulebook = app.classifier if isinstance(app.classifier, RuleBook) else None
+    daemon = Daemon(app.pollers(ingestor),
+                    [m.poll_interval.total_seconds() for m in app.settings.mailboxes], rulebook)
+    daemon.install_signal_handlers()
+    sys.exit(daemon.run())
+
+
 @main.command()
 @with_json
 def poll(ctx: Context) -> None:

@@ -91,15 +91,21 @@ class MailboxPoller:
         self.clock = clock
         self._connect = connect
         self._conn: ImapConnection | None = None
+        self._stop: Callable[[], bool] = _never
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def run_pass(self) -> PassReport:
-        """Drain the folder once. Raises MailboxUnavailable or TemporaryFailure on trouble."""
+    def run_pass(self, stop: Callable[[], bool] | None = None) -> PassReport:
+        """Drain the folder once. Raises MailboxUnavailable or TemporaryFailure on trouble.
+
+        `stop` is asked between messages; when it says yes, the pass ends after acking what
+        has been committed.
+        """
         report = PassReport(self.plan.name)
+        self._stop = stop or _never
         try:
             conn = self._connection()
             self._drain(conn, report)
@@ -147,6 +153,8 @@ class MailboxPoller:
             return
         sizes = conn.sizes(uids)
         for batch in batches_by_size(uids, sizes, max_count=plan.batch_size):
+            if self._stop():
+                return
             fetched = conn.fetch(batch)
             report.fetched += len(fetched)
             self._ingest_batch(conn, fetched, uidvalidity, report)
@@ -157,6 +165,8 @@ class MailboxPoller:
         quarantined: list[int] = []
         try:
             for message in fetched:
+                if self._stop():
+                    break
                 outcome = self.ingestor.ingest(
                     message.raw,
                     source=f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
@@ -201,6 +211,10 @@ class MailboxPoller:
                 session.add(state)
         except Exception as exc:
             log.error("mailbox.state_not_saved", mailbox=self.plan.name, error=str(exc))
+
+
+def _never() -> bool:
+    return False
 
 
 def _advance(name: str, uidvalidity: int, uid: int) -> Callable[[Session], None]:

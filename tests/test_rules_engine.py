@@ -178,3 +178,39 @@ def test_combinators_follow_boolean_logic(condition: object) -> None:
     """all/any/not evaluate exactly as and/or/not over their leaves."""
     view = MessageView(parse_message(mail()), NOBODY)
     assert _check(condition, view, [], "p").held is _truth(condition)  # type: ignore[arg-type]
+
+
+VOCABULARY = ["down", "outage", "Straße", "strasse", "export", "port", "invoice", "ﬁle", "file",
+              "cafe\u0301", "café", "KAVORI-117", "kavori", "error", "e-42", "not"]
+words = st.lists(st.sampled_from(VOCABULARY), min_size=0, max_size=12).map(" ".join)
+
+
+@st.composite
+def rule_files(draw: st.DrawFn) -> str:
+    lines = ["rules:"]
+    for n in range(draw(st.integers(min_value=1, max_value=8))):
+        field = draw(st.sampled_from(["subject", "body"]))
+        a, b = draw(st.sampled_from(VOCABULARY)), draw(st.sampled_from(VOCABULARY))
+        test = draw(st.sampled_from([
+            f"{{contains: ['{a}', '{b}']}}",
+            f"{{matches: '\\b{a}\\W+{b}'}}",
+            f"{{matches: '{a}'}}",
+            f"{{equals: '{a}'}}",
+        ]))
+        lines.append(f"  - {{id: r{n}, severity: P{n % 4 + 1}, when: {{{field}: {test}}}}}")
+    return "\n".join(lines) + "\n"
+
+
+@given(rule_files(), words, words)
+def test_literal_index_never_changes_a_verdict(rules_text: str, subject: str, body: str) -> None:
+    """The index only skips rules that cannot match: same hits as checking every rule."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "r.yaml").write_text(rules_text, encoding="utf-8")
+        engine = RuleEngine(load_rules(Path(folder)))
+    message = parse_message(f"From: a@x.example\r\nSubject: {subject}\r\n"
+                            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+                            .encode())
+    indexed = engine.evaluate(message, NOBODY).classification
+    reference = engine.evaluate(message, NOBODY, use_index=False).classification
+    assert indexed == reference

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from mailbot.identify import CustomerMatch
 from mailbot.parsing import ParsedMessage
 from mailbot.pipeline import Classification, RuleHit
+from mailbot.rules.index import IndexKey, RuleIndex
 from mailbot.rules.model import AllOf, AnyOf, Condition, FieldTest, NotOf, Rule, RuleSet
 from mailbot.rules.text import fold, visible_text
 
@@ -19,10 +20,13 @@ SNIPPET = 80
 class MessageView:
     """The values rules read from one message, computed once and only when asked for."""
 
-    def __init__(self, message: ParsedMessage, customer: CustomerMatch) -> None:
+    def __init__(self, message: ParsedMessage, customer: CustomerMatch,
+                 index: RuleIndex | None = None) -> None:
         self.message = message
         self.customer = customer
+        self.index = index
         self._cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self._found: dict[IndexKey, frozenset[str]] = {}
 
     def values(self, name: str, part: str | None = None) -> tuple[str, ...]:
         key = (name, part)
@@ -53,6 +57,16 @@ class MessageView:
     def folded(self, name: str, part: str | None = None) -> tuple[str, ...]:
         return tuple(fold(v) for v in self.values(name, part))
 
+    def found(self, key: IndexKey) -> frozenset[str]:
+        """The index's literals present in this field: folded for needles, case-folded for regex."""
+        if key not in self._found:
+            (name, part), mode = key
+            texts = (self.folded(name, part) if mode == "fold"
+                     else tuple(v.casefold() for v in self.values(name, part)))
+            assert self.index is not None
+            self._found[key] = self.index.found(key, texts)
+        return self._found[key]
+
     def addresses(self, name: str) -> tuple[str, ...]:
         """The bare addresses of From, To or Cc, for equals and in."""
         m = self.message
@@ -81,15 +95,28 @@ class RuleEngine:
 
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
+        self.index = RuleIndex(rules.rules)
+
+    def candidates(self, view: MessageView) -> list[int]:
+        """Positions of the rules that can match this message, in rule order."""
+        positions = set(self.index.always)
+        for key in self.index.keys:
+            positions |= self.index.triggered(key, view.found(key))
+        return sorted(positions)
 
     def classify(self, message: ParsedMessage, customer: CustomerMatch) -> Classification:
         return self.evaluate(message, customer).classification
 
-    def evaluate(self, message: ParsedMessage, customer: CustomerMatch) -> Verdict:
-        view = MessageView(message, customer)
+    def evaluate(self, message: ParsedMessage, customer: CustomerMatch, *,
+                 use_index: bool = True) -> Verdict:
+        """Classify; `use_index=False` checks every rule (the reference the index must equal)."""
+        view = MessageView(message, customer, self.index if use_index else None)
         timeouts: list[str] = []
         hits: list[tuple[Rule, str]] = []
-        for rule in self.rules.rules:
+        positions = (self.candidates(view) if use_index
+                     else range(len(self.rules.rules)))
+        for position in positions:
+            rule = self.rules.rules[position]
             outcome = _check(rule.when, view, timeouts, rule.id)
             if not outcome.held:
                 continue
@@ -159,6 +186,9 @@ def _test(test: FieldTest, view: MessageView, timeouts: list[str], rule_id: str)
         return Evaluation(present == test.flag, [f"{label} exists: {str(present).lower()}"])
     if test.operator == "matches":
         assert test.pattern is not None
+        if view.index is not None and test.literals and not set(test.literals) <= view.found(
+                ((test.field, test.part), "case")):
+            return Evaluation(False)
         for value in view.values(test.field, test.part):
             try:
                 match = test.pattern.search(value, timeout=REGEX_TIMEOUT_S)
@@ -167,6 +197,12 @@ def _test(test: FieldTest, view: MessageView, timeouts: list[str], rule_id: str)
                 continue
             if match is not None:
                 return Evaluation(True, [f"{label} matches {_snippet(match.group(0))!r}"])
+        return Evaluation(False)
+    if test.operator == "contains" and view.index is not None:
+        found = view.found(((test.field, test.part), "fold"))
+        for needle, folded in zip(test.needles, test.folded, strict=True):
+            if folded in found:
+                return Evaluation(True, [f"{label} contains {needle!r}"])
         return Evaluation(False)
     values = view.folded(test.field, test.part)
     if test.operator != "contains" and test.field in ("from", "to", "cc"):

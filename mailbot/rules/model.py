@@ -34,6 +34,7 @@ class FieldTest:
     operator: str
     needles: tuple[str, ...] = ()
     folded: tuple[str, ...] = ()
+    literals: tuple[str, ...] = ()
     pattern: regex.Pattern[str] | None = None
     flag: bool | None = None
     number: int | None = None

@@ -9,6 +9,7 @@ from pathlib import Path
 import regex
 import yaml
 
+from mailbot.rules.literals import required_literals
 from mailbot.rules.model import (
     FIELDS,
     AllOf,
@@ -306,7 +307,7 @@ class _FileParser:
             if pattern is None:
                 return None
             return FieldTest(name, operator, (source or "",), pattern=pattern, part=part,
-                             where=where)
+                             literals=required_literals(source or ""), where=where)
         needles = self.strings(value, operator)
         if needles is None:
             return None

@@ -6,9 +6,9 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import ahocorasick
 from mailparser_reply import EmailReplyParser
 
-_SPACE = re.compile(r"\s+")
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
 _REPLY_PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
 MAX_RULE_TEXT = 100_000
@@ -17,12 +17,38 @@ MAX_RULE_TEXT = 100_000
 @lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Case- and compatibility-folded text with runs of whitespace made one space."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+_REPLY_MARKERS = ("\n>", "\n-- \n", "\n--\n", "_____", "-----", "wrote:", "wrote :", "schrieb:",
+                  "a écrit", "escribió", "ha scritto", "schreef", "\nfrom:", "\nvon:", "\nde:",
+                  "\nda:", "\nvan:", "\nsent:", "\ngesendet:", "\nenvoyé")
+
+
+def _marker_automaton() -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for marker in _REPLY_MARKERS:
+        automaton.add_word(marker, marker)
+    automaton.make_automaton()
+    return automaton
+
+
+_MARKER_AUTOMATON = _marker_automaton()
+
+
+def _may_quote(text: str) -> bool:
+    """A cheap look for reply history or a signature; the reply parser runs only then."""
+    lowered = text.casefold()
+    if lowered.startswith((">", "-- ")):
+        return True
+    return next(_MARKER_AUTOMATON.iter(lowered), None) is not None
 
 
 def visible_text(body: str) -> str:
     """What the sender wrote in this mail: quoted history, reply headers and signature removed."""
     text = body[:MAX_RULE_TEXT]
+    if not _may_quote(text):
+        return text.strip()
     try:
         reply = _REPLY_PARSER.parse_reply(text=text)
     except Exception:
