@@ -39,7 +39,8 @@ def generated_rules(count: int, terms: list[str], seed: int = 11,
             needles = ", ".join(f"'{rng.choice(pool)}'" for _ in range(3))
             condition = f"{{{field}: {{contains: [{needles}]}}}}"
         elif kind == 1:
-            pattern = f"\\b{rng.choice(pool)}\\W+(?:\\w+\\W+){{0,3}}{rng.choice([*WORDS, *terms])}\\b"
+            first, second = rng.choice(pool), rng.choice([*WORDS, *terms])
+            pattern = f"\\b{first}\\W+(?:\\w+\\W+){{0,3}}{second}\\b"
             condition = f"{{{field}: {{matches: '{pattern}'}}}}"
         else:
             condition = f"{{header: {{name: x-mailer, contains: 'client-{n}'}}}}"
