@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import structlog
 from alembic.script import ScriptDirectory
 
 from mailbot.clock import Clock, SystemClock
-from mailbot.config import Settings
+from mailbot.config import Settings, SlaSettings
 from mailbot.identify import compile_patterns
 from mailbot.ingest import Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.pipeline import Classifier, DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
 from mailbot.rules.book import RuleBook
+from mailbot.sla import BusinessCalendar, SlaBook
+from mailbot.sla.policy import Policy
 from mailbot.store import Database
 from mailbot.store.db import alembic_config
 
@@ -42,7 +45,8 @@ class App:
         )
         if self.classifier is None:
             self.classifier = load_classifier(settings)
-        return Ingestor(self.db, policy, self.classifier, self.clock)
+        return Ingestor(self.db, policy, self.classifier, self.clock,
+                        sla=sla_book(settings.sla))
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
         shared = ingestor or self.ingestor()
@@ -76,6 +80,22 @@ def load_classifier(settings: Settings) -> Classifier:
                     detail=f"no rules: every mail gets {settings.rules.default_severity}")
         return DefaultSeverity(settings.rules.default_severity)
     return RuleBook(path, settings.rules.default_severity)
+
+
+def sla_book(sla: SlaSettings, today: date | None = None) -> SlaBook:
+    """Calendars and policies of the configuration; warns of years without holiday data."""
+    calendars = {name: BusinessCalendar.from_config(cal.model_dump(by_alias=True))
+                 for name, cal in sla.calendars.items()}
+    year = (today or datetime.now(UTC).date()).year
+    for name, calendar in calendars.items():
+        for gap in calendar.holiday_data_gaps([year, year + 1]):
+            log.warning("sla.holidays_unknown", calendar=name, country=calendar.country,
+                        year=gap, detail=f"no public holidays of {calendar.country} are known "
+                        f"for {gap}: list them under sla.calendars.{name}.holidays.dates")
+    policies = {name: Policy(name, p.calendar, {
+        severity: (t.response, t.resolution) for severity, t in p.targets.items()})
+        for name, p in sla.policies.items()}
+    return SlaBook(calendars, policies, sla.default_policy, sla.plans)
 
 
 def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> App:

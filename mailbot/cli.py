@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,62 @@ def quarantine_drop(ctx: Context, entry_id: int) -> None:
     except quarantine_ops.QuarantineError as exc:
         fail(str(exc))
     ctx.emit({"id": entry_id, "status": "dropped"}, f"quarantine {entry_id}: dropped")
+
+
+@main.group()
+def sla() -> None:
+    """The SLA clock."""
+
+
+@sla.command("due")
+@click.option("--severity", required=True,
+              type=click.Choice(["P1", "P2", "P3", "P4"], case_sensitive=False))
+@click.option("--customer", help="Customer ID; its plan picks the policy.")
+@click.option("--received", help="When the mail arrived (ISO 8601 with offset); default now.")
+@with_json
+def sla_due(ctx: Context, severity: str, customer: str | None, received: str | None) -> None:
+    """Response and resolution due, in words and as instants."""
+    from mailbot.app import sla_book
+    from mailbot.ingest import load_directory
+    from mailbot.sla.wording import describe_due
+
+    settings = ctx.settings_or_defaults()
+    try:
+        at = datetime.fromisoformat(received.replace("Z", "+00:00")) if received else None
+    except ValueError:
+        fail(f"--received: not an ISO 8601 date and time: {received}")
+    if at is not None and at.tzinfo is None:
+        fail("--received needs a UTC offset, e.g. 2026-11-20T18:00:00+05:30")
+    plan = None
+    if customer:
+        app = ctx.app()
+        record = load_directory(app.db).by_id(customer)
+        if record is None:
+            fail(f"no customer {customer} in the directory")
+        plan = record.plan
+    book = sla_book(settings.sla)
+    dues = book.dues(at or datetime.now(UTC), severity.upper(), plan)
+    zone = book.calendars[dues.calendar].zone
+    data: dict[str, Any] = {"severity": severity.upper(), "policy": dues.policy,
+                            "calendar": dues.calendar, "customer": customer, "plan": plan,
+                            "received": (at or dues.clock_start).isoformat(),
+                            "clock_start": dues.clock_start.isoformat()}
+    lines = [f"{severity.upper()} on policy {dues.policy} (calendar {dues.calendar}, "
+             f"{zone.key})", f"clock starts: {dues.clock_start.isoformat()}"]
+    for kind, target, due in (("response", dues.response_target, dues.response_due),
+                              ("resolution", dues.resolution_target, dues.resolution_due)):
+        data[kind] = ({"target": str(target), "due": due.isoformat(),
+                       "words": describe_due(target, due, zone)} if target and due else None)
+        lines.append(f"{kind}: " + (describe_due(target, due, zone) if target and due
+                                    else "no target (per development schedule)"))
+    calendar = book.calendars[dues.calendar]
+    last = max((d for d in (dues.response_due, dues.resolution_due) if d), default=None)
+    years = range(dues.clock_start.year, (last or dues.clock_start).year + 1)
+    data["holiday_data_missing"] = calendar.holiday_data_gaps(years)
+    lines += [f"warning: no public holidays of {calendar.country} are known for {y}; "
+              "dues in that year count them as working days" for y in
+              data["holiday_data_missing"]]
+    ctx.emit(data, "\n".join(lines))
 
 
 @main.group()

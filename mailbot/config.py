@@ -6,8 +6,7 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from mailbot.sla.calendar import parse_interval
+from mailbot.sla.targets import Target, parse_target
 from mailbot.units import parse_duration, parse_size
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
@@ -276,55 +277,12 @@ class EscalationSettings(_Model):
     warn_at: float = Field(default=0.75, gt=0, lt=1)
 
 
-_TARGET = re.compile(
-    r"^\s*(\d+)\s+(working\s+days?|business\s+hours?|business\s+minutes?)\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """An SLA target: an amount of working days, business hours or business minutes."""
-
-    amount: int
-    unit: Literal["working_days", "business_hours", "business_minutes"]
-
-    def __str__(self) -> str:
-        words = {"working_days": "working day", "business_hours": "business hour",
-                 "business_minutes": "business minute"}[self.unit]
-        return f"{self.amount} {words}{'' if self.amount == 1 else 's'}"
-
-
-def parse_target(value: Any) -> Target:
-    if isinstance(value, Target):
-        return value
-    match = _TARGET.match(str(value))
-    if match is None:
-        raise ValueError(f"not a target: {value!r} (write '1 working day', '12 business hours' "
-                         "or '90 business minutes')")
-    unit_word = match.group(2).lower().split()[1].rstrip("s")
-    unit = {"day": "working_days", "hour": "business_hours", "minute": "business_minutes"}
-    return Target(int(match.group(1)), unit[unit_word])  # type: ignore[arg-type]
-
-
 TargetField = Annotated[Target, BeforeValidator(parse_target)]
 
 
 class TargetSettings(_Model):
     response: TargetField
     resolution: TargetField | None = None
-
-
-def _interval(text: str) -> tuple[time, time]:
-    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
-    if match is None:
-        raise ValueError(f"not an interval: {text!r} (write '08:00-17:00')")
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
-        raise ValueError(f"not a time of day in {text!r}")
-    start = time(h1, m1)
-    end = time.max if h2 == 24 else time(h2, m2)
-    if end <= start:
-        raise ValueError(f"the interval {text!r} ends before it starts")
-    return start, end
 
 
 class HolidaySettings(_Model):
@@ -359,9 +317,9 @@ class CalendarSettings(_Model):
         for day, intervals in value.items():
             if day not in WEEKDAYS:
                 raise ValueError(f"unknown day {day!r} (use {', '.join(WEEKDAYS)})")
-            spans = sorted(_interval(i) for i in intervals)
+            spans = sorted(parse_interval(i) for i in intervals)
             for (_, end), (start, _) in itertools.pairwise(spans):
-                if start < end:
+                if end is None or start < end:
                     raise ValueError(f"{day}: intervals overlap")
         return value
 

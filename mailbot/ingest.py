@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 import structlog
@@ -14,6 +15,7 @@ from sqlmodel import Session, select
 from mailbot.clock import Clock
 from mailbot.identify import CustomerDirectory, CustomerRecord
 from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
+from mailbot.sla import Dues, SlaBook
 from mailbot.store import Database, writes
 from mailbot.store.db import describe_db_error
 from mailbot.store.models import Customer
@@ -54,11 +56,13 @@ class Ingestor:
     """Turns raw messages into stored tickets, one transaction each."""
 
     def __init__(self, db: Database, policy: IngestPolicy, classifier: Classifier,
-                 clock: Clock, directory: CustomerDirectory | None = None) -> None:
+                 clock: Clock, directory: CustomerDirectory | None = None,
+                 sla: SlaBook | None = None) -> None:
         self.db = db
         self.policy = policy
         self.classifier = classifier
         self.clock = clock
+        self.sla = sla
         self.directory = directory if directory is not None else load_directory(db)
 
     def refresh_directory(self) -> None:
@@ -102,8 +106,9 @@ class Ingestor:
                 outcome = Outcome(OutcomeKind.QUARANTINED, decision.key,
                                   quarantine_id=entry.id, reason=decision.reason)
             else:
+                dues = self._dues(decision, now)
                 ticket = writes.create_ticket(session, decision, raw, source=source,
-                                              mailbox=mailbox, now=now)
+                                              mailbox=mailbox, now=now, dues=dues)
                 writes.release_quarantine(session, decision.key, ticket_number=ticket.id)
                 outcome = Outcome(OutcomeKind.TICKET, decision.key,
                                   decision.message.message_id, ticket_number=ticket.id)
@@ -111,6 +116,14 @@ class Ingestor:
                 also(session)
         _log_outcome(outcome, source)
         return outcome
+
+
+    def _dues(self, analysis: Analysis, received: datetime) -> Dues | None:
+        if self.sla is None:
+            return None
+        record = analysis.customer.customer
+        return self.sla.dues(received, analysis.classification.severity,
+                             record.plan if record else None)
 
 
 def load_directory(db: Database) -> CustomerDirectory:

@@ -130,3 +130,26 @@ def test_demo_prints_the_sample_tickets(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert b"4 sample mails ingested" in result.stdout
     assert b"RC-10442" in result.stdout and (tmp_path / "demo" / "mailbot.db").exists()
+
+
+def test_sla_due_in_words_and_as_instants(tmp_path: Path) -> None:
+    """The example configuration's Colombo policy: a P1 received on Friday evening."""
+    config = Path(__file__).resolve().parents[1] / "config.example.yaml"
+    env_config = tmp_path / "config.yaml"
+    env_config.write_text(config.read_text().replace(
+        "password_file: /run/credentials/mailbot.service/imap", "password: x").replace(
+        "password_file: /run/credentials/mailbot.service/smtp", "password: y"))
+    result = mailbot(env_config, "sla", "due", "--severity", "P1", "--received",
+                     "2026-11-20T18:00:00+05:30", "--json")
+    assert result.returncode == 0, result.stderr
+    due = json.loads(result.stdout)
+    assert (due["policy"], due["clock_start"]) == ("standard", "2026-11-23T08:00:00+05:30")
+    assert due["response"]["due"] == "2026-11-25T08:00:00+05:30"
+    assert due["response"]["words"] == ("within 1 working day — by Wednesday 25 November 2026, "
+                                        "08:00 Sri Lanka Time (UTC+05:30)")
+    assert due["resolution"]["due"] == "2026-11-26T08:00:00+05:30"
+
+
+def test_sla_due_refuses_a_time_without_offset() -> None:
+    result = mailbot(None, "sla", "due", "--severity", "P2", "--received", "2026-11-20T18:00")
+    assert result.returncode == 1 and b"needs a UTC offset" in result.stderr

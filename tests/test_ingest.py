@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlmodel import select
 
+from mailbot.app import sla_book
 from mailbot.clock import FrozenClock
+from mailbot.config import settings_from_mapping
 from mailbot.identify import CustomerDirectory, CustomerRecord, compile_patterns
 from mailbot.ingest import Ingestor, OutcomeKind
 from mailbot.pipeline import DefaultSeverity, IngestPolicy
@@ -62,6 +65,21 @@ def test_new_mail_becomes_a_ticket_with_its_message_and_raw_bytes(db: Database) 
         assert message.raw_sha256 == hashlib.sha256(raw).hexdigest()
         kinds = [e.kind for e in session.exec(select(Event)).all()]
         assert "created" in kinds and "customer_id_missing" in kinds
+
+
+def test_new_ticket_stores_its_response_and_resolution_due(db: Database) -> None:
+    """With the built-in policy (Mon-Fri 09-17 UTC), a Tuesday 04:30 UTC mail of P3."""
+    book = sla_book(settings_from_mapping({}, Path(".")).sla)
+    engine = Ingestor(db, IngestPolicy(10_000_000, PATTERNS), DefaultSeverity("P3"),
+                      FrozenClock(NOW), CustomerDirectory(), sla=book)
+    outcome = engine.ingest(mail(), source="test")
+    with db.session() as session:
+        ticket = session.get(Ticket, outcome.ticket_number)
+        assert ticket is not None
+        assert ticket.response_due == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+        assert ticket.resolution_due == datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+        sla_event = next(e for e in session.exec(select(Event)).all() if e.kind == "sla")
+        assert sla_event.detail["response"] == "3 working days"
 
 
 def test_same_message_twice_is_one_ticket(db: Database) -> None:

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from mailbot.parsing import Address, ParsedMessage
 from mailbot.pipeline import Analysis
+from mailbot.sla import Dues
 from mailbot.store.models import (
     Attachment,
     Blob,
@@ -46,7 +47,7 @@ def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
 
 
 def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
-                  mailbox: str | None, now: datetime) -> Ticket:
+                  mailbox: str | None, now: datetime, dues: Dues | None = None) -> Ticket:
     """A new ticket from an analysed message, with the message and its files attached."""
     message = analysis.message
     requester = requester_of(message)
@@ -68,12 +69,22 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
         tags=list(classification.tags),
         message_count=1,
         attachment_count=len(message.attachments),
+        response_due=dues.response_due if dues else None,
+        resolution_due=dues.resolution_due if dues else None,
     )
     session.add(ticket)
     session.flush()
     assert ticket.id is not None
     add_message(session, ticket.id, analysis, raw, source=source, received_at=now)
     _record_creation_events(session, ticket.id, analysis, source=source, now=now)
+    if dues is not None:
+        add_event(session, ticket.id, now, "sla", policy=dues.policy, calendar=dues.calendar,
+                  clock_start=dues.clock_start.isoformat(),
+                  response=str(dues.response_target) if dues.response_target else None,
+                  response_due=dues.response_due.isoformat() if dues.response_due else None,
+                  resolution=str(dues.resolution_target) if dues.resolution_target else None,
+                  resolution_due=(dues.resolution_due.isoformat() if dues.resolution_due
+                                  else None))
     return ticket
 
 
