@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.utils import parseaddr
 
 import structlog
 from alembic.script import ScriptDirectory
 
+from mailbot.autoreply import AutoReplier, AutoReplyPolicy, Notice
 from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings, SlaSettings
 from mailbot.identify import compile_patterns
@@ -15,6 +17,8 @@ from mailbot.ingest import Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.pipeline import Classifier, DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
+from mailbot.replies.loops import Sender
+from mailbot.replies.render import ReplyRenderer
 from mailbot.rules.book import RuleBook
 from mailbot.sla import BusinessCalendar, SlaBook
 from mailbot.sla.policy import Policy
@@ -45,8 +49,9 @@ class App:
         )
         if self.classifier is None:
             self.classifier = load_classifier(settings)
-        return Ingestor(self.db, policy, self.classifier, self.clock,
-                        sla=sla_book(settings.sla))
+        book = sla_book(settings.sla)
+        return Ingestor(self.db, policy, self.classifier, self.clock, sla=book,
+                        replier=auto_replier(settings, book))
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
         shared = ingestor or self.ingestor()
@@ -96,6 +101,23 @@ def sla_book(sla: SlaSettings, today: date | None = None) -> SlaBook:
         severity: (t.response, t.resolution) for severity, t in p.targets.items()})
         for name, p in sla.policies.items()}
     return SlaBook(calendars, policies, sla.default_policy, sla.plans)
+
+
+def auto_replier(settings: Settings, book: SlaBook) -> AutoReplier | None:
+    """The auto-replier, or None when there is no `smtp` section or replies are switched off."""
+    if settings.smtp is None or not settings.auto_reply.enabled:
+        return None
+    own = parseaddr(settings.smtp.from_)[1].lower()
+    who = Sender(own_addresses=(own, *(m.imap.username.lower() for m in settings.mailboxes)),
+                 agent_addresses=settings.agents.addresses, agent_domains=settings.agents.domains)
+    policy = AutoReplyPolicy(
+        from_address=settings.smtp.from_, who=who,
+        per_sender_per_hour=settings.auto_reply.per_sender_per_hour,
+        severities={k: v.model_dump() for k, v in settings.sla.severities.items()},
+        notices=tuple(Notice(n.id, n.from_, n.until, n.text, n.match)
+                      for n in settings.notices),
+        team_name=settings.auto_reply.team_name)
+    return AutoReplier(policy, ReplyRenderer(settings.templates.path), book)
 
 
 def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> App:

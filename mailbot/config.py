@@ -329,11 +329,26 @@ class PolicySettings(_Model):
     targets: dict[Severity, TargetSettings]
 
 
+class SeverityLabel(_Model):
+    name: str
+    meaning: str
+
+
+DEFAULT_SEVERITY_LABELS: dict[Severity, dict[str, str]] = {
+    "P1": {"name": "Critical", "meaning": "complete outage or major functionality loss"},
+    "P2": {"name": "Major", "meaning": "significant impairment, partial functionality"},
+    "P3": {"name": "Minor", "meaning": "non-critical bug"},
+    "P4": {"name": "Informative", "meaning": "request for information"},
+}
+
+
 class SlaSettings(_Model):
     calendars: dict[str, CalendarSettings]
     policies: dict[str, PolicySettings]
     default_policy: str = "standard"
     plans: dict[str, str] = {}
+    severities: dict[Severity, SeverityLabel] = {
+        k: SeverityLabel(**v) for k, v in DEFAULT_SEVERITY_LABELS.items()}
 
     @model_validator(mode="after")
     def _references(self) -> SlaSettings:
@@ -381,6 +396,12 @@ class NoticeSettings(_Model):
         return self
 
 
+class AutoReplySettings(_Model):
+    enabled: bool = True
+    per_sender_per_hour: int = Field(default=5, ge=0)
+    team_name: str | None = None
+
+
 class LoggingSettings(_Model):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -405,6 +426,7 @@ class Settings(_Model):
     escalation: EscalationSettings = EscalationSettings()
     sla: SlaSettings = SlaSettings.model_validate(DEFAULT_SLA)
     notices: tuple[NoticeSettings, ...] = ()
+    auto_reply: AutoReplySettings = AutoReplySettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     secret_key: SecretStr | None = None

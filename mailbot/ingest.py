@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlmodel import Session, select
 
+from mailbot.autoreply import AutoReplier
 from mailbot.clock import Clock
 from mailbot.identify import CustomerDirectory, CustomerRecord
 from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
@@ -57,12 +58,13 @@ class Ingestor:
 
     def __init__(self, db: Database, policy: IngestPolicy, classifier: Classifier,
                  clock: Clock, directory: CustomerDirectory | None = None,
-                 sla: SlaBook | None = None) -> None:
+                 sla: SlaBook | None = None, replier: AutoReplier | None = None) -> None:
         self.db = db
         self.policy = policy
         self.classifier = classifier
         self.clock = clock
         self.sla = sla
+        self.replier = replier
         self.directory = directory if directory is not None else load_directory(db)
 
     def refresh_directory(self) -> None:
@@ -110,6 +112,8 @@ class Ingestor:
                 ticket = writes.create_ticket(session, decision, raw, source=source,
                                               mailbox=mailbox, now=now, dues=dues)
                 writes.release_quarantine(session, decision.key, ticket_number=ticket.id)
+                if self.replier is not None:
+                    self.replier.after_new_ticket(session, ticket, decision, dues, now)
                 outcome = Outcome(OutcomeKind.TICKET, decision.key,
                                   decision.message.message_id, ticket_number=ticket.id)
             if also is not None:

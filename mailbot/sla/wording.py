@@ -3,14 +3,16 @@ Sri Lanka Time (UTC+05:30)`."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime, get_timezone_name
 
+from mailbot.sla.calendar import BusinessCalendar
 from mailbot.sla.targets import Target
 
 LOCALE = "en_GB"
+EN_DASH = "\u2013"
 
 
 def utc_offset(at: datetime) -> str:
@@ -20,14 +22,16 @@ def utc_offset(at: datetime) -> str:
     return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def zone_label(zone: ZoneInfo, at: datetime) -> str:
-    """`Sri Lanka Time (UTC+05:30)`; plain `UTC` for UTC."""
+def zone_label(zone: tzinfo, at: datetime) -> str:
+    """`Sri Lanka Time (UTC+05:30)`; plain `UTC` for UTC; the offset alone for a fixed one."""
+    if not isinstance(zone, ZoneInfo):
+        return utc_offset(at.astimezone(zone))
     if zone.key in ("UTC", "Etc/UTC", "Etc/GMT"):
         return "UTC"
     return f"{get_timezone_name(zone, locale=LOCALE)} ({utc_offset(at.astimezone(zone))})"
 
 
-def local_moment(at: datetime, zone: ZoneInfo) -> str:
+def local_moment(at: datetime, zone: tzinfo) -> str:
     """`Wednesday 25 November 2026, 08:00 Sri Lanka Time (UTC+05:30)`."""
     local = at.astimezone(zone)
     return f"{format_datetime(local, 'EEEE d MMMM y, HH:mm', locale=LOCALE)} " \
@@ -37,3 +41,33 @@ def local_moment(at: datetime, zone: ZoneInfo) -> str:
 def describe_due(target: Target, due: datetime, zone: ZoneInfo) -> str:
     """`within 1 working day — by Wednesday 25 November 2026, 08:00 Sri Lanka Time (...)`."""
     return f"within {target} — by {local_moment(due, zone)}"
+
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def describe_hours(calendar: BusinessCalendar, at: datetime) -> str:
+    """`Monday to Friday 08:00-17:00 Sri Lanka Time (UTC+05:30), public holidays excepted`."""
+    if len(calendar.week) == 7 and all(spans == ((time(0), None),)
+                                       for spans in calendar.week.values()):
+        hours = "around the clock, every day"
+    else:
+        groups: list[tuple[list[int], str]] = []
+        starts = [d for d in range(7) if d in calendar.week and (d - 1) % 7 not in calendar.week]
+        first = 0 if 0 in starts or not starts else starts[0]
+        for day in ((first + i) % 7 for i in range(7)):
+            if day not in calendar.week:
+                continue
+            spans = ", ".join(f"{s:%H:%M}{EN_DASH}{'24:00' if e is None else f'{e:%H:%M}'}"
+                              for s, e in calendar.week[day])
+            if groups and groups[-1][1] == spans and groups[-1][0][-1] == (day - 1) % 7:
+                groups[-1][0].append(day)
+            else:
+                groups.append(([day], spans))
+        parts = [(f"{DAY_NAMES[days[0]]} to {DAY_NAMES[days[-1]]}" if len(days) > 2 else
+                  " and ".join(DAY_NAMES[d] for d in days)) + f" {spans}"
+                 for days, spans in groups]
+        hours = "; ".join(parts) + f" {zone_label(calendar.zone, at)}"
+    if calendar.country or calendar.extra_holidays:
+        hours += ", public holidays excepted"
+    return hours

@@ -151,3 +151,25 @@ class MailboxState(SQLModel, table=True):
     last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     last_poll_at: datetime | None = _utc()
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class OutboxMail(SQLModel, table=True):
+    """An outgoing mail, composed once (its Message-ID fixed) and sent until it goes or fails."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    sender: str = Field(sa_column=Column(String(320), nullable=False))
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False))
+    message_id: str = Field(sa_column=Column(String(998), nullable=False, unique=True))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default="queued", sa_column=Column(String(16), nullable=False))
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _utc(nullable=False)
+    next_attempt_at: datetime = _utc(nullable=False)
+    sent_at: datetime | None = _utc()

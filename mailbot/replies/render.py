@@ -1,0 +1,83 @@
+"""Auto-replies rendered from Jinja2 templates (text and HTML); admins may override them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be loaded or rendered; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueText:
+    words: str
+    customer_time: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """Everything an auto-reply template may say."""
+
+    ticket: dict[str, Any]
+    severity: dict[str, str]
+    team: str
+    requester_name: str
+    support_hours: str
+    response: DueText | None
+    resolution: DueText | None
+    out_of_hours: bool
+    clock_start: str
+    missing_customer_id: bool
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class ReplyRenderer:
+    """Loads the templates once: the admin's folder first, then the shipped ones."""
+
+    def __init__(self, override: Path | None = None) -> None:
+        loaders: list[Any] = [FileSystemLoader(str(override))] if override else []
+        loaders.append(PackageLoader("mailbot", "templates"))
+        self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
+                               autoescape=select_autoescape(["html.j2"]),
+                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+    def render(self, name: str, context: ReplyContext) -> Rendered:
+        values = asdict(context)
+        try:
+            subject = self.env.get_template(f"{name}.subject.j2").render(values)
+            text = self.env.get_template(f"{name}.txt.j2").render(values)
+            html = self.env.get_template(f"{name}.html.j2").render(values)
+        except TemplateError as exc:
+            where = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
+            line = getattr(exc, "lineno", None)
+            raise TemplateProblem(f"{where}{f':{line}' if line else ''}: {exc}") from exc
+        return Rendered(" ".join(subject.split()), _tidy(text), html)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
