@@ -15,6 +15,8 @@ from mailbot.config import Settings, SlaSettings
 from mailbot.identify import compile_patterns
 from mailbot.ingest import Ingestor
 from mailbot.mail.imap import ImapEndpoint
+from mailbot.mail.smtp import FileTransport, SmtpTransport, Transport
+from mailbot.outbox import OutboxSender
 from mailbot.pipeline import Classifier, DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
 from mailbot.replies.loops import Sender
@@ -52,6 +54,23 @@ class App:
         book = sla_book(settings.sla)
         return Ingestor(self.db, policy, self.classifier, self.clock, sla=book,
                         replier=auto_replier(settings, book))
+
+    def outbox_sender(self) -> OutboxSender | None:
+        """The sender for the configured transport; None without an `smtp` section."""
+        smtp = self.settings.smtp
+        if smtp is None:
+            return None
+        transport: Transport
+        if smtp.transport == "file":
+            assert smtp.dir is not None
+            transport = FileTransport(smtp.dir)
+        else:
+            assert smtp.host is not None and smtp.port is not None
+            transport = SmtpTransport(
+                smtp.host, smtp.port, smtp.security, smtp.username,
+                smtp.password.get_secret_value() if smtp.password else None,
+                smtp.timeout.total_seconds())
+        return OutboxSender(self.db, transport, self.clock)
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
         shared = ingestor or self.ingestor()

@@ -28,7 +28,14 @@ from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
 from mailbot.logs import configure_logging
 from mailbot.mail.imap import MailboxUnavailable
 from mailbot.store import Database, queries, writes
-from mailbot.views import customer_row, quarantine_row, table, ticket_row, ticket_story_dict
+from mailbot.views import (
+    customer_row,
+    outbox_row,
+    quarantine_row,
+    table,
+    ticket_row,
+    ticket_story_dict,
+)
 
 TICKET_COLUMNS = [("number", "#"), ("status", "status"), ("severity", "sev"),
                   ("customer_id", "customer"), ("customer_verified", "verified"),
@@ -87,10 +94,15 @@ def poll(ctx: Context) -> None:
                         "tickets": report.tickets if report else 0,
                         "duplicates": report.duplicates if report else 0,
                         "quarantined": report.quarantined if report else 0})
-    ctx.emit(reports, table(reports, [("mailbox", "mailbox"), ("fetched", "fetched"),
-                                      ("tickets", "tickets"), ("duplicates", "duplicates"),
-                                      ("quarantined", "quarantined"), ("error", "error")],
-                            max_width=80))
+    sender = app.outbox_sender()
+    flushed = sender.flush() if sender is not None else None
+    text = table(reports, [("mailbox", "mailbox"), ("fetched", "fetched"),
+                           ("tickets", "tickets"), ("duplicates", "duplicates"),
+                           ("quarantined", "quarantined"), ("error", "error")], max_width=80)
+    if flushed is not None:
+        text += (f"\noutbox: {flushed.sent} sent, {flushed.deferred} deferred, "
+                 f"{flushed.failed} failed")
+    ctx.emit(reports, text)
     if failed:
         sys.exit(EX_TEMPFAIL)
 
@@ -273,6 +285,40 @@ def quarantine_drop(ctx: Context, entry_id: int) -> None:
     except quarantine_ops.QuarantineError as exc:
         fail(str(exc))
     ctx.emit({"id": entry_id, "status": "dropped"}, f"quarantine {entry_id}: dropped")
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """Outgoing mail."""
+
+
+@outbox_group.command("list")
+@click.option("--status", type=click.Choice(["queued", "sent", "failed"]))
+@with_json
+def outbox_list(ctx: Context, status: str | None) -> None:
+    """Outgoing mail with its state, newest last."""
+    app = ctx.app()
+    with app.db.session() as session:
+        rows = [outbox_row(r) for r in queries.list_outbox(session, status=status)]
+    ctx.emit(rows, table(rows, [("id", "id"), ("kind", "kind"), ("ticket_number", "ticket"),
+                                ("to", "to"), ("status", "status"), ("attempts", "tries"),
+                                ("subject", "subject"), ("last_error", "error")])
+             if rows else "outbox is empty")
+
+
+@outbox_group.command("retry")
+@click.argument("outbox_id", type=int)
+@with_json
+def outbox_retry(ctx: Context, outbox_id: int) -> None:
+    """Send a failed or deferred mail again at the next flush (same Message-ID)."""
+    from mailbot.outbox import retry_now
+
+    app = ctx.app()
+    try:
+        row = retry_now(app.db, outbox_id, app.clock.now())
+    except LookupError as exc:
+        fail(str(exc))
+    ctx.emit(outbox_row(row), f"outbox {outbox_id}: queued again")
 
 
 @main.group()

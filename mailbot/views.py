@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mailbot.store.models import Customer, QuarantineEntry, Ticket
+from mailbot.store.models import Customer, OutboxMail, QuarantineEntry, Ticket
 from mailbot.store.queries import TicketStory
 
 
@@ -67,6 +67,13 @@ def quarantine_row(entry: QuarantineEntry) -> dict[str, Any]:
     return {"id": entry.id, "reason": entry.reason, "received_at": iso(entry.received_at),
             "source": entry.source, "size": entry.size, "status": entry.status,
             "attempts": entry.attempts, "raw_sha256": entry.raw_sha256}
+
+
+def outbox_row(row: OutboxMail) -> dict[str, Any]:
+    return {"id": row.id, "kind": row.kind, "ticket_number": row.ticket_id,
+            "to": row.recipients, "subject": row.subject, "message_id": row.message_id,
+            "status": row.status, "attempts": row.attempts, "last_error": row.last_error,
+            "created_at": iso(row.created_at), "sent_at": iso(row.sent_at)}
 
 
 def customer_row(customer: Customer) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from mailbot.store import Database
-from mailbot.testing import DovecotServer, throwaway_database
+from mailbot.testing import DovecotServer, SmtpCapture, throwaway_database
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -19,6 +19,13 @@ CORPUS = REPO.parent / "shared" / "corpus"
 def dovecot() -> Iterator[DovecotServer]:
     """A fresh Dovecot with an empty mailbox, stopped and removed after the test."""
     with DovecotServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpCapture]:
+    """An SMTP server on loopback that keeps every mail it accepts."""
+    with SmtpCapture() as server:
         yield server
 
 
@@ -44,7 +51,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database = Database(request.getfixturevalue("postgres_url"))
     yield database
     with database.engine.begin() as conn:
-        tables = ", ".join(t for t in ("events", "attachments", "messages", "quarantine",
+        tables = ", ".join(t for t in ("outbox", "events", "attachments", "messages",
+                                        "quarantine",
                                         "tickets", "blobs", "customers", "mailbox_state"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     database.dispose()

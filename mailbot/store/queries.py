@@ -13,6 +13,7 @@ from mailbot.store.models import (
     Customer,
     Event,
     Message,
+    OutboxMail,
     QuarantineEntry,
     Ticket,
 )
@@ -69,6 +70,13 @@ def list_quarantine(session: Session, *, include_done: bool = False
 def blob_bytes(session: Session, sha256: str) -> bytes | None:
     blob = session.get(Blob, sha256)
     return None if blob is None else bytes(blob.data)
+
+
+def list_outbox(session: Session, *, status: str | None = None) -> Sequence[OutboxMail]:
+    query = select(OutboxMail).order_by(col(OutboxMail.id))
+    if status:
+        query = query.where(col(OutboxMail.status) == status)
+    return session.exec(query).all()
 
 
 def list_customers(session: Session) -> Sequence[Customer]:

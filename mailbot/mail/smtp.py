@@ -1,0 +1,96 @@
+"""Sending mail: SMTP (ssl / starttls / none on loopback) with timeouts, or files in a folder."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mailbot.mail.imap import is_loopback
+
+
+class TemporarySendFailure(Exception):
+    """Try again later: the server is down, busy, or answered 4xx."""
+
+
+class PermanentSendFailure(Exception):
+    """The server refused for good (5xx); `code` and the reply are kept on the ticket."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code} {message}")
+        self.code = code
+
+
+class Transport(Protocol):
+    """Delivers one composed mail to its recipients."""
+
+    def send(self, sender: str, recipients: list[str], raw: bytes, message_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpTransport:
+    host: str
+    port: int
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    ca_file: str | None = None
+
+    def send(self, sender: str, recipients: list[str], raw: bytes, message_id: str) -> None:
+        if self.security == "none" and not is_loopback(self.host):
+            raise PermanentSendFailure(0, f"refusing plain SMTP to {self.host}")
+        context = ssl.create_default_context(cafile=self.ca_file)
+        try:
+            client: smtplib.SMTP = (
+                smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+                if self.security == "ssl" else
+                smtplib.SMTP(self.host, self.port, timeout=self.timeout))
+            with client:
+                if self.security == "starttls":
+                    client.starttls(context=context)
+                if self.username:
+                    client.login(self.username, self.password or "")
+                refused = client.sendmail(sender, recipients, raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise _classify(list(exc.recipients.values())) from exc
+        except smtplib.SMTPResponseException as exc:
+            message = exc.smtp_error.decode(errors="replace") if isinstance(
+                exc.smtp_error, bytes) else str(exc.smtp_error)
+            if exc.smtp_code >= 500:
+                raise PermanentSendFailure(exc.smtp_code, message) from exc
+            raise TemporarySendFailure(f"{exc.smtp_code} {message}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TemporarySendFailure(f"{type(exc).__name__}: {exc}") from exc
+        if refused:
+            raise _classify(list(refused.values()))
+
+
+def _classify(replies: list[tuple[int, bytes]]) -> Exception:
+    code, text = replies[0]
+    message = text.decode(errors="replace")
+    if all(c >= 500 for c, _ in replies):
+        return PermanentSendFailure(code, message)
+    return TemporarySendFailure(f"{code} {message}")
+
+
+@dataclass(frozen=True)
+class FileTransport:
+    """Writes each mail to `<dir>/<Message-ID>.eml` (demo, shadow-mode trials)."""
+
+    directory: Path
+
+    def send(self, sender: str, recipients: list[str], raw: bytes, message_id: str) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            name = "".join(c if c.isalnum() or c in "._-@" else "_" for c in message_id)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".sending-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+            os.replace(tmp, self.directory / f"{name}.eml")
+        except OSError as exc:
+            raise TemporarySendFailure(f"cannot write to {self.directory}: {exc}") from exc
