@@ -67,7 +67,8 @@ def run_daemon(ctx: Context) -> None:
     ingestor = ctx.ingestor(app)
     rulebook = app.classifier if isinstance(app.classifier, RuleBook) else None
     daemon = Daemon(app.pollers(ingestor),
-                    [m.poll_interval.total_seconds() for m in app.settings.mailboxes], rulebook)
+                    [m.poll_interval.total_seconds() for m in app.settings.mailboxes], rulebook,
+                    app.outbox_sender())
     daemon.install_signal_handlers()
     sys.exit(daemon.run())
 

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import structlog
+from sqlalchemy.exc import OperationalError
 
 from mailbot.ingest import TemporaryFailure
 from mailbot.mail.imap import MailboxUnavailable
+from mailbot.outbox import OutboxSender
 from mailbot.poller import MailboxPoller
 from mailbot.rules.book import RuleBook
+from mailbot.store.db import describe_db_error
 
 log = structlog.get_logger("mailbot.daemon")
 
@@ -48,6 +51,7 @@ class Daemon:
     pollers: Sequence[MailboxPoller]
     intervals: Sequence[float]
     rulebook: RuleBook | None = None
+    outbox: OutboxSender | None = None
     monotonic: Callable[[], float] = time.monotonic
     _stop: threading.Event = field(default_factory=threading.Event)
     _reload: threading.Event = field(default_factory=threading.Event)
@@ -81,6 +85,7 @@ class Daemon:
                         break
                     if self.monotonic() >= schedule.due:
                         self._work(poller, schedule)
+                self._flush_outbox()
                 next_due = min((s.due for s in schedules), default=self.monotonic() + 60)
                 self._stop.wait(max(0.0, min(WAKE_EVERY_S, next_due - self.monotonic())))
         finally:
@@ -98,6 +103,16 @@ class Daemon:
                       retry_in_s=delay)
             return
         schedule.succeeded(self.monotonic())
+
+    def _flush_outbox(self) -> None:
+        if self.outbox is None or self._stop.is_set():
+            return
+        try:
+            self.outbox.flush()
+        except TemporaryFailure as exc:
+            log.error("outbox.unavailable", error=str(exc))
+        except OperationalError as exc:
+            log.error("outbox.unavailable", error=describe_db_error(exc))
 
     def _reload_rules(self) -> None:
         if self.rulebook is None:

@@ -37,6 +37,7 @@ mailboxes:
            username: "{dovecot.username}", password: "{dovecot.password}", timeout: 10s}}
     poll_interval: 1s
 rules: {{path: rules}}
+smtp: {{transport: file, dir: outgoing, from: "Support <support@example.test>"}}
 storage: {{dir: state}}
 logging: {{format: json, level: info}}
 """)
@@ -89,6 +90,11 @@ def test_run_ingests_mail_and_stops_on_sigterm(workdir: Path, dovecot: DovecotSe
                                                daemon: subprocess.Popen[bytes]) -> None:
     dovecot.append("INBOX", mail(1, "alpha problem"))
     assert severities(workdir, 1) == ["P1"]
+    deadline = time.monotonic() + WAIT_S
+    while not list((workdir / "outgoing").glob("*.eml")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (reply,) = (workdir / "outgoing").glob("*.eml")
+    assert b"Subject: [#1] alpha problem" in reply.read_bytes()
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=10) == 0
     log = (workdir / "daemon.log").read_text()
