@@ -19,6 +19,7 @@ from mailbot.identify import (
 from mailbot.parsing import parse_message
 from mailbot.rules import RuleEngine, load_rules, run_examples
 from mailbot.rules.engine import MessageView, _check
+from mailbot.rules.literals import required_literals
 from mailbot.rules.model import AllOf, AnyOf, FieldTest, NotOf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,3 +215,20 @@ def test_literal_index_never_changes_a_verdict(rules_text: str, subject: str, bo
     indexed = engine.evaluate(message, NOBODY).classification
     reference = engine.evaluate(message, NOBODY, use_index=False).classification
     assert indexed == reference
+
+
+@pytest.mark.parametrize(("pattern", "literals"), [
+    (r"\bexport\s+\w+\s+invoice\b", ("export", "invoice")),
+    (r"checkout \w+ down", ("checkout", "down")),
+    (r"outage|down", ()),                      # alternatives: nothing is certain
+    (r"colou?r matters", ("colo", "matters")),
+    (r"(foo|bar)bazz\d+", ("bazz",)),          # groups are skipped
+    (r"abc{0,2}de", ()),                       # optional characters break the run
+    (r"[xyz]hello+", ("hello",)),
+    (r"^\s*(?:re|aw)\s*:", ()),
+    (r"(?<!not )\bdown\b", ("down",)),
+    (r"straße", ("stra",)),                    # only ASCII letters and digits count
+])
+def test_required_literals_are_what_every_match_contains(pattern: str,
+                                                         literals: tuple[str, ...]) -> None:
+    assert required_literals(pattern) == literals

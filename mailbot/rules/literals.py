@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 MIN_LITERAL = 4
 
 
@@ -59,8 +61,9 @@ def required_literals(source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(runs))
 
 
-def _has_top_level_bar(source: str) -> bool:
-    depth, i = 0, 0
+def _walk(source: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, group depth) outside escapes and character classes."""
+    depth, i = 0, start
     while i < len(source):
         char = source[i]
         if char == "\\":
@@ -73,10 +76,12 @@ def _has_top_level_bar(source: str) -> bool:
             depth += 1
         elif char == ")":
             depth -= 1
-        elif char == "|" and depth == 0:
-            return True
+        yield i, char, depth
         i += 1
-    return False
+
+
+def _has_top_level_bar(source: str) -> bool:
+    return any(char == "|" and depth == 0 for _, char, depth in _walk(source))
 
 
 def _skip_class(source: str, start: int) -> int:
@@ -91,23 +96,10 @@ def _skip_class(source: str, start: int) -> int:
 
 
 def _skip_group(source: str, start: int) -> int:
-    depth, i = 0, start
-    while i < len(source):
-        char = source[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "[":
-            i = _skip_class(source, i)
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return i
+    for i, char, depth in _walk(source, start):
+        if char == ")" and depth == 0:
+            return i + 1
+    return len(source)
 
 
 def _skip_quantifier(source: str, i: int) -> int:
