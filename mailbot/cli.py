@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 import structlog
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.exc import OperationalError
 
 from mailbot import quarantine as quarantine_ops
 from mailbot.cli_rules import rules_group
@@ -28,6 +30,7 @@ from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
 from mailbot.logs import configure_logging
 from mailbot.mail.imap import MailboxUnavailable
 from mailbot.store import Database, queries, writes
+from mailbot.store.db import describe_db_error
 from mailbot.views import (
     customer_row,
     outbox_row,
@@ -96,7 +99,12 @@ def poll(ctx: Context) -> None:
                         "duplicates": report.duplicates if report else 0,
                         "quarantined": report.quarantined if report else 0})
     sender = app.outbox_sender()
-    flushed = sender.flush() if sender is not None else None
+    try:
+        flushed = sender.flush() if sender is not None else None
+    except (OperationalError, SAInterfaceError) as exc:
+        failed, flushed = True, None
+        click.echo(f"mailbot: outbox not flushed, database unavailable: "
+                   f"{describe_db_error(exc)}", err=True)
     text = table(reports, [("mailbox", "mailbox"), ("fetched", "fetched"),
                            ("tickets", "tickets"), ("duplicates", "duplicates"),
                            ("quarantined", "quarantined"), ("error", "error")], max_width=80)

@@ -94,14 +94,6 @@ class BusinessCalendar:
             return False
         return day in _public_holidays(self.country, self.subdivision, day.year)
 
-    def holiday_name(self, day: date) -> str | None:
-        if not self.is_holiday(day):
-            return None
-        if day in self.extra_holidays or self.country is None:
-            return "holiday"
-        name = _public_holidays(self.country, self.subdivision, day.year).get(day)
-        return str(name) if name else "holiday"
-
     def is_business_day(self, day: date) -> bool:
         return day.weekday() in self.week and not self.is_holiday(day)
 

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -211,10 +210,6 @@ def upsert_customers(session: Session, records: Iterable[Any]) -> tuple[int, int
         row.plan = record.plan
         session.add(row)
     return added, updated
-
-
-def count_rows(session: Session, model: Any) -> int:
-    return int(session.exec(select(func.count()).select_from(model)).one())
 
 
 def requester_of(message: ParsedMessage) -> Address | None:
