@@ -19,6 +19,7 @@ from mailbot.identify import (
 from mailbot.parsing import parse_message
 from mailbot.rules import RuleEngine, load_rules, run_examples
 from mailbot.rules.engine import MessageView, _check
+from mailbot.rules.index import LEARN_TEXTS
 from mailbot.rules.literals import required_literals
 from mailbot.rules.model import AllOf, AnyOf, FieldTest, NotOf
 
@@ -232,3 +233,41 @@ def test_literal_index_never_changes_a_verdict(rules_text: str, subject: str, bo
 def test_required_literals_are_what_every_match_contains(pattern: str,
                                                          literals: tuple[str, ...]) -> None:
     assert required_literals(pattern) == literals
+
+
+def _trained_engine() -> RuleEngine:
+    """An engine whose index has settled that "error" and "down" are everyday words."""
+    import tempfile
+    rules = "\n".join(
+        ["rules:"]
+        + [f"  - {{id: c{n}, severity: P{n % 4 + 1}, when: {{body: {{contains: ['{word}']}}}}}}"
+           for n, word in enumerate(VOCABULARY)]
+        + [f"  - {{id: m{n}, severity: P{n % 4 + 1}, when: {{body: {{matches: '\\b{word}\\b'}}}}}}"
+           for n, word in enumerate(VOCABULARY)]) + "\n"
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "r.yaml").write_text(rules, encoding="utf-8")
+        engine = RuleEngine(load_rules(Path(folder)))
+    noisy = parse_message(b"From: a@x.example\r\nSubject: s\r\n\r\n"
+                          + b"error down export error down error down error down\r\n" * 2)
+    for _ in range(LEARN_TEXTS):
+        engine.classify(noisy, NOBODY)
+    return engine
+
+
+TRAINED = _trained_engine()
+
+
+def test_the_index_learns_which_literals_are_everyday_words() -> None:
+    assert set(TRAINED.index.frequent((("body", None), "fold"))) == {"error", "down"}
+    assert set(TRAINED.index.frequent((("body", None), "case"))) == {"error", "down"}
+
+
+@given(words)
+def test_frequent_literals_found_the_same_as_enumerated_ones(body: str) -> None:
+    """Once some literals are searched directly, the verdicts are still the reference's."""
+    message = parse_message(f"From: a@x.example\r\nSubject: s\r\n"
+                            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+                            .encode())
+    indexed = TRAINED.evaluate(message, NOBODY).classification
+    reference = TRAINED.evaluate(message, NOBODY, use_index=False).classification
+    assert indexed == reference

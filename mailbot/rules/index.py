@@ -3,15 +3,22 @@
 `contains` needles are looked up in folded text (the test's own semantics); the literals a
 regex requires are looked up in case-folded text, so a rule is skipped only when it
 certainly cannot match.
+
+Enumerating every occurrence costs time per occurrence, and a literal that is an everyday
+word occurs dozens of times in a mail. So each field's scanner watches the first texts it
+sees; literals that turn up in most of them, many times over, leave the automaton and are
+tested with a plain substring search, which stops at the first occurrence. Either way the
+set of literals found is the same: only the cost changes.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
-import ahocorasick
+from ahocorasick_rs import AhoCorasick, Implementation, MatchKind
 
 from mailbot.rules.model import AllOf, AnyOf, Condition, FieldTest, NotOf, Rule
 
@@ -20,16 +27,69 @@ Mode = str  # "fold" for contains/equals/in, "case" for regex literals
 IndexKey = tuple[FieldKey, Mode]
 Trigger = list[tuple[IndexKey, str]]
 
-_literal = itemgetter(1)
-
 INDEXED_FIELDS = ("subject", "body", "from", "from_domain", "to", "cc", "header",
                   "attachment", "customer_id", "customer_plan")
 
 
+LEARN_TEXTS = 200  # texts a scanner watches before it settles which literals are frequent
+FREQUENT_SHARE = 0.5  # found in at least this share of the texts watched...
+FREQUENT_OCCURRENCES = 4.0  # ...and this many times in each, on average
+
+
 @dataclass(frozen=True)
-class _Automaton:
-    automaton: ahocorasick.Automaton
-    rules_by_literal: dict[str, tuple[int, ...]]
+class _Scan:
+    """The automaton for the literals enumerated, and the frequent ones searched directly."""
+
+    automaton: AhoCorasick | None
+    frequent: tuple[str, ...]
+
+
+class _Scanner:
+    """Finds a field's literals in its texts, learning once which literals are frequent."""
+
+    def __init__(self, entries: dict[str, set[int]]) -> None:
+        self.literals = tuple(entries)
+        self.rules_by_literal = {k: tuple(sorted(v)) for k, v in entries.items() if v}
+        self._scan = _Scan(_automaton(self.literals), ())
+        self._lock = threading.Lock()
+        self._texts = 0
+        self._present: Counter[str] = Counter()
+        self._occurrences: Counter[str] = Counter()
+
+    def found(self, texts: Sequence[str]) -> set[str]:
+        scan = self._scan
+        hits: set[str] = set()
+        learning = self._texts < LEARN_TEXTS
+        for text in texts:
+            if scan.automaton is not None:
+                occurrences = scan.automaton.find_matches_as_strings(text, overlapping=True)
+                if learning:
+                    self._learn(occurrences)
+                hits.update(occurrences)
+            hits.update(literal for literal in scan.frequent if literal in text)
+        return hits
+
+    def _learn(self, occurrences: list[str]) -> None:
+        with self._lock:
+            if self._texts >= LEARN_TEXTS:
+                return
+            self._texts += 1
+            self._occurrences.update(occurrences)
+            self._present.update(set(occurrences))
+            if self._texts == LEARN_TEXTS:
+                self._settle()
+
+    def _settle(self) -> None:
+        frequent = tuple(
+            literal for literal, present in self._present.items()
+            if present >= FREQUENT_SHARE * self._texts
+            and self._occurrences[literal] >= FREQUENT_OCCURRENCES * present)
+        if frequent:
+            chosen = set(frequent)
+            rest = tuple(literal for literal in self.literals if literal not in chosen)
+            self._scan = _Scan(_automaton(rest), frequent)
+        self._present.clear()
+        self._occurrences.clear()
 
 
 class RuleIndex:
@@ -49,39 +109,38 @@ class RuleIndex:
             for key, literal in trigger:
                 literals.setdefault(key, {}).setdefault(literal, set()).add(position)
         self.always = tuple(always)
-        self._automata = {key: _build(entries) for key, entries in literals.items()}
+        self._scanners = {key: _Scanner(entries) for key, entries in literals.items()}
 
     @property
     def keys(self) -> Iterable[IndexKey]:
-        return self._automata.keys()
+        return self._scanners.keys()
 
     def found(self, key: IndexKey, texts: Sequence[str]) -> frozenset[str]:
         """Every indexed literal of this field and mode that occurs in the given texts."""
-        entry = self._automata.get(key)
-        if entry is None:
+        scanner = self._scanners.get(key)
+        if scanner is None:
             return frozenset()
-        hits: set[str] = set()
-        for text in texts:
-            hits.update(map(_literal, entry.automaton.iter(text)))
-        return frozenset(hits)
+        return frozenset(scanner.found(texts))
+
+    def frequent(self, key: IndexKey) -> tuple[str, ...]:
+        """The literals of this field searched directly rather than enumerated."""
+        scanner = self._scanners.get(key)
+        return scanner._scan.frequent if scanner is not None else ()
 
     def triggered(self, key: IndexKey, found: frozenset[str]) -> set[int]:
-        entry = self._automata.get(key)
-        if entry is None:
+        scanner = self._scanners.get(key)
+        if scanner is None:
             return set()
         rules: set[int] = set()
         for literal in found:
-            rules.update(entry.rules_by_literal.get(literal, ()))
+            rules.update(scanner.rules_by_literal.get(literal, ()))
         return rules
 
 
-def _build(entries: dict[str, set[int]]) -> _Automaton:
-    automaton = ahocorasick.Automaton()
-    for literal in entries:
-        automaton.add_word(literal, literal)
-    if entries:
-        automaton.make_automaton()
-    return _Automaton(automaton, {k: tuple(sorted(v)) for k, v in entries.items() if v})
+def _automaton(literals: Sequence[str]) -> AhoCorasick | None:
+    if not literals:
+        return None
+    return AhoCorasick(literals, matchkind=MatchKind.Standard, implementation=Implementation.DFA)
 
 
 def _tests(rule: Rule) -> Iterable[FieldTest]:

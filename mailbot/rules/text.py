@@ -6,7 +6,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-import ahocorasick
+from ahocorasick_rs import AhoCorasick, Implementation, MatchKind
 from mailparser_reply import EmailReplyParser
 
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
@@ -25,15 +25,8 @@ _REPLY_MARKERS = ("\n>", "\n-- \n", "\n--\n", "_____", "-----", "wrote:", "wrote
                   "\nda:", "\nvan:", "\nsent:", "\ngesendet:", "\nenvoyé")
 
 
-def _marker_automaton() -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    for marker in _REPLY_MARKERS:
-        automaton.add_word(marker, marker)
-    automaton.make_automaton()
-    return automaton
-
-
-_MARKER_AUTOMATON = _marker_automaton()
+_MARKER_AUTOMATON = AhoCorasick(_REPLY_MARKERS, matchkind=MatchKind.LeftmostFirst,
+                                implementation=Implementation.DFA)
 
 
 def _may_quote(text: str) -> bool:
@@ -41,7 +34,7 @@ def _may_quote(text: str) -> bool:
     lowered = text.casefold()
     if lowered.startswith((">", "-- ")):
         return True
-    return next(_MARKER_AUTOMATON.iter(lowered), None) is not None
+    return bool(_MARKER_AUTOMATON.find_matches_as_indexes(lowered))
 
 
 def visible_text(body: str) -> str:
