@@ -12,8 +12,10 @@ from alembic.script import ScriptDirectory
 from mailbot.autoreply import AutoReplier, AutoReplyPolicy, Notice
 from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings, SlaSettings
+from mailbot.conversation.ids import ThreadSigner
+from mailbot.correspondence import Correspondence, CorrespondencePolicy
 from mailbot.identify import compile_patterns
-from mailbot.ingest import Ingestor
+from mailbot.ingest import Conversation, Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.mail.smtp import FileTransport, SmtpTransport, Transport
 from mailbot.outbox import OutboxSender
@@ -26,6 +28,7 @@ from mailbot.sla import BusinessCalendar, SlaBook
 from mailbot.sla.policy import Policy
 from mailbot.store import Database
 from mailbot.store.db import alembic_config
+from mailbot.store.secrets import installation_secret
 
 log = structlog.get_logger("mailbot.app")
 
@@ -52,8 +55,17 @@ class App:
         if self.classifier is None:
             self.classifier = load_classifier(settings)
         book = sla_book(settings.sla)
+        signer = self.thread_signer()
+        renderer = ReplyRenderer(settings.templates.path)
         return Ingestor(self.db, policy, self.classifier, self.clock, sla=book,
-                        replier=auto_replier(settings, book))
+                        replier=auto_replier(settings, book, signer, renderer),
+                        conversation=conversation(settings, book, signer, renderer))
+
+    def thread_signer(self) -> ThreadSigner:
+        """Signs our Message-IDs: with `secret_key` when set, else the installation's own key."""
+        key = self.settings.secret_key
+        secret = key.get_secret_value() if key else installation_secret(self.db, "threading")
+        return ThreadSigner(secret.encode())
 
     def outbox_sender(self) -> OutboxSender | None:
         """The sender for the configured transport; None without an `smtp` section."""
@@ -122,21 +134,41 @@ def sla_book(sla: SlaSettings, today: date | None = None) -> SlaBook:
     return SlaBook(calendars, policies, sla.default_policy, sla.plans)
 
 
-def auto_replier(settings: Settings, book: SlaBook) -> AutoReplier | None:
+def who_is_who(settings: Settings) -> Sender:
+    """Our own addresses and the agents', so that nobody of ours gets an auto-reply."""
+    own = parseaddr(settings.smtp.from_)[1].lower() if settings.smtp else None
+    addresses = (*((own,) if own else ()), *(m.imap.username.lower() for m in settings.mailboxes))
+    return Sender(own_addresses=addresses, agent_addresses=settings.agents.addresses,
+                  agent_domains=settings.agents.domains)
+
+
+def conversation(settings: Settings, book: SlaBook, signer: ThreadSigner,
+                 renderer: ReplyRenderer) -> Conversation:
+    """Threading and the mails of a conversation; nothing is sent without an `smtp` section."""
+    from_address = settings.smtp.from_ if settings.smtp else None
+    team = settings.auto_reply.team_name or (parseaddr(from_address)[0] if from_address
+                                             else "") or "Support"
+    policy = CorrespondencePolicy(
+        from_address=from_address, notify=settings.agents.notify,
+        reopen_within=settings.tickets.reopen_within, team=team,
+        severities={k: v.model_dump() for k, v in settings.sla.severities.items()})
+    who = who_is_who(settings)
+    return Conversation(signer, who, Correspondence(policy, renderer, book, signer, who))
+
+
+def auto_replier(settings: Settings, book: SlaBook, signer: ThreadSigner,
+                 renderer: ReplyRenderer) -> AutoReplier | None:
     """The auto-replier, or None when there is no `smtp` section or replies are switched off."""
     if settings.smtp is None or not settings.auto_reply.enabled:
         return None
-    own = parseaddr(settings.smtp.from_)[1].lower()
-    who = Sender(own_addresses=(own, *(m.imap.username.lower() for m in settings.mailboxes)),
-                 agent_addresses=settings.agents.addresses, agent_domains=settings.agents.domains)
     policy = AutoReplyPolicy(
-        from_address=settings.smtp.from_, who=who,
+        from_address=settings.smtp.from_, who=who_is_who(settings),
         per_sender_per_hour=settings.auto_reply.per_sender_per_hour,
         severities={k: v.model_dump() for k, v in settings.sla.severities.items()},
         notices=tuple(Notice(n.id, n.from_, n.until, n.text, n.match)
                       for n in settings.notices),
         team_name=settings.auto_reply.team_name)
-    return AutoReplier(policy, ReplyRenderer(settings.templates.path), book)
+    return AutoReplier(policy, renderer, book, signer)
 
 
 def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> App:

@@ -9,15 +9,16 @@ from email.utils import parseaddr
 import structlog
 from sqlmodel import Session, col, select
 
+from mailbot.conversation.ids import ThreadSigner
 from mailbot.parsing import ParsedMessage
 from mailbot.pipeline import Analysis
-from mailbot.replies.compose import compose
+from mailbot.replies.compose import compose, domain_of
 from mailbot.replies.loops import Sender, no_reply_reason
 from mailbot.replies.render import DueText, ReplyContext, ReplyRenderer
 from mailbot.sla import Dues, SlaBook, Target
 from mailbot.sla.wording import describe_due, describe_hours, local_moment
 from mailbot.store.models import OutboxMail, Ticket
-from mailbot.store.writes import add_event
+from mailbot.store.writes import add_event, queue_mail
 
 log = structlog.get_logger("mailbot.autoreply")
 RATE_WINDOW = timedelta(hours=1)
@@ -57,13 +58,17 @@ class AutoReplyPolicy:
 class AutoReplier:
     """Decides and queues the one auto-reply of a new ticket, or records why there is none."""
 
-    def __init__(self, policy: AutoReplyPolicy, renderer: ReplyRenderer, sla: SlaBook) -> None:
+    def __init__(self, policy: AutoReplyPolicy, renderer: ReplyRenderer, sla: SlaBook,
+                 signer: ThreadSigner) -> None:
         self.policy = policy
         self.renderer = renderer
         self.sla = sla
+        self.signer = signer
 
     def after_new_ticket(self, session: Session, ticket: Ticket, analysis: Analysis,
-                         dues: Dues | None, now: datetime) -> OutboxMail | None:
+                         dues: Dues | None, now: datetime
+                         ) -> tuple[OutboxMail | None, str | None]:
+        """Queue the auto-reply, or record why there is none; returns (row, reason)."""
         assert ticket.id is not None
         rule_ids = {h.rule_id for h in analysis.classification.hits}
         notices = [n for n in self.policy.notices if n.applies(now, rule_ids)]
@@ -74,22 +79,21 @@ class AutoReplier:
             add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason)
             log.info("auto_reply.suppressed", ticket=ticket.id, reason=reason,
                      message_id=analysis.message.message_id)
-            return None
+            return None, reason
         context = self._context(ticket, analysis, dues, now, [n.text for n in notices])
         rendered = self.renderer.render("auto_reply", context)
-        mail = compose(kind="auto_reply", from_address=self.policy.from_address,
+        mail = compose(kind="auto_reply",
+                       message_id=self.signer.new_id(ticket.id, "auto_reply",
+                                                     domain_of(self.policy.from_address)),
+                       from_address=self.policy.from_address,
                        to=(ticket.requester,), subject=rendered.subject, text=rendered.text,
                        html=rendered.html, date=now, ticket_number=ticket.id,
                        in_reply_to=analysis.message.message_id,
                        references=analysis.message.references, loop_id=self.policy.who.loop_id)
-        row = OutboxMail(ticket_id=ticket.id, kind=mail.kind, sender=mail.sender,
-                         recipients=list(mail.recipients), subject=mail.subject,
-                         message_id=mail.message_id, raw=mail.raw, created_at=now,
-                         next_attempt_at=now)
-        session.add(row)
+        row = queue_mail(session, mail, ticket.id, now)
         add_event(session, ticket.id, now, "auto_reply_queued", message_id=mail.message_id,
                   to=ticket.requester)
-        return row
+        return row, None
 
     def _reason(self, session: Session, ticket: Ticket, message: ParsedMessage,
                 now: datetime) -> str | None:

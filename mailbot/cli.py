@@ -96,6 +96,7 @@ def poll(ctx: Context) -> None:
         reports.append({"mailbox": poller.plan.name, "error": error,
                         "fetched": report.fetched if report else 0,
                         "tickets": report.tickets if report else 0,
+                        "follow_ups": report.follow_ups if report else 0,
                         "duplicates": report.duplicates if report else 0,
                         "quarantined": report.quarantined if report else 0})
     sender = app.outbox_sender()
@@ -106,7 +107,8 @@ def poll(ctx: Context) -> None:
         click.echo(f"mailbot: outbox not flushed, database unavailable: "
                    f"{describe_db_error(exc)}", err=True)
     text = table(reports, [("mailbox", "mailbox"), ("fetched", "fetched"),
-                           ("tickets", "tickets"), ("duplicates", "duplicates"),
+                           ("tickets", "tickets"), ("follow_ups", "follow-ups"),
+                           ("duplicates", "duplicates"),
                            ("quarantined", "quarantined"), ("error", "error")], max_width=80)
     if flushed is not None:
         text += (f"\noutbox: {flushed.sent} sent, {flushed.deferred} deferred, "
@@ -149,6 +151,9 @@ def _outcome_dict(outcome: Outcome) -> dict[str, Any]:
 def _outcome_words(row: dict[str, Any]) -> str:
     if row["outcome"] == OutcomeKind.TICKET:
         return f"ticket #{row['ticket_number']}"
+    if row["outcome"] in (OutcomeKind.FOLLOW_UP, OutcomeKind.AGENT_REPLY,
+                          OutcomeKind.AUTOMATIC_REPLY, OutcomeKind.BOUNCE):
+        return f"{row['outcome'].replace('_', ' ')} on ticket #{row['ticket_number']}"
     if row["outcome"] == OutcomeKind.DUPLICATE:
         where = (f"ticket #{row['ticket_number']}" if row["ticket_number"]
                  else f"quarantine {row['quarantine_id']}")

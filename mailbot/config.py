@@ -269,6 +269,23 @@ class AgentsSettings(_Model):
     domains: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
 
+    @field_validator("addresses", "notify")
+    @classmethod
+    def _addresses(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for index, value in enumerate(values):
+            if "@" not in value:
+                raise ValueError(f"[{index}]: {value!r} is not a mail address")
+        return tuple(v.strip().lower() for v in values)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().lower().lstrip("@") for v in values)
+
+
+class TicketsSettings(_Model):
+    reopen_within: Duration = timedelta(days=14)
+
 
 class EscalationSettings(_Model):
     level1: tuple[str, ...] = ()
@@ -423,6 +440,7 @@ class Settings(_Model):
     templates: TemplatesSettings = TemplatesSettings()
     customer_id: CustomerIdSettings = CustomerIdSettings()
     agents: AgentsSettings = AgentsSettings()
+    tickets: TicketsSettings = TicketsSettings()
     escalation: EscalationSettings = EscalationSettings()
     sla: SlaSettings = SlaSettings.model_validate(DEFAULT_SLA)
     notices: tuple[NoticeSettings, ...] = ()

@@ -10,16 +10,20 @@ from enum import StrEnum
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbot.autoreply import AutoReplier
 from mailbot.clock import Clock
+from mailbot.conversation.ids import ThreadSigner
+from mailbot.conversation.routing import Route, RouteKind, route_message
+from mailbot.correspondence import Correspondence
 from mailbot.identify import CustomerDirectory, CustomerRecord
 from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
+from mailbot.replies.loops import Sender
 from mailbot.sla import Dues, SlaBook
 from mailbot.store import Database, writes
 from mailbot.store.db import describe_db_error
-from mailbot.store.models import Customer
+from mailbot.store.models import Customer, Ticket
 
 log = structlog.get_logger("mailbot.ingest")
 
@@ -30,6 +34,10 @@ class TemporaryFailure(Exception):
 
 class OutcomeKind(StrEnum):
     TICKET = "ticket"
+    FOLLOW_UP = "follow_up"
+    AGENT_REPLY = "agent_reply"
+    AUTOMATIC_REPLY = "automatic_reply"
+    BOUNCE = "bounce"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
 
@@ -53,18 +61,29 @@ class Outcome:
 SessionHook = Callable[[Session], None]
 
 
+@dataclass(frozen=True)
+class Conversation:
+    """What threading needs: the key for our ids, who the agents are, what to do with replies."""
+
+    signer: ThreadSigner
+    who: Sender
+    correspondence: Correspondence
+
+
 class Ingestor:
     """Turns raw messages into stored tickets, one transaction each."""
 
     def __init__(self, db: Database, policy: IngestPolicy, classifier: Classifier,
                  clock: Clock, directory: CustomerDirectory | None = None,
-                 sla: SlaBook | None = None, replier: AutoReplier | None = None) -> None:
+                 sla: SlaBook | None = None, replier: AutoReplier | None = None,
+                 conversation: Conversation | None = None) -> None:
         self.db = db
         self.policy = policy
         self.classifier = classifier
         self.clock = clock
         self.sla = sla
         self.replier = replier
+        self.conversation = conversation
         self.directory = directory if directory is not None else load_directory(db)
 
     def refresh_directory(self) -> None:
@@ -108,19 +127,72 @@ class Ingestor:
                 outcome = Outcome(OutcomeKind.QUARANTINED, decision.key,
                                   quarantine_id=entry.id, reason=decision.reason)
             else:
-                dues = self._dues(decision, now)
-                ticket = writes.create_ticket(session, decision, raw, source=source,
-                                              mailbox=mailbox, now=now, dues=dues)
-                writes.release_quarantine(session, decision.key, ticket_number=ticket.id)
-                if self.replier is not None:
-                    self.replier.after_new_ticket(session, ticket, decision, dues, now)
-                outcome = Outcome(OutcomeKind.TICKET, decision.key,
-                                  decision.message.message_id, ticket_number=ticket.id)
+                outcome = self._store_analysis(session, decision, raw, source=source,
+                                               mailbox=mailbox, now=now)
             if also is not None:
                 also(session)
         _log_outcome(outcome, source)
         return outcome
 
+    def _store_analysis(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
+                        mailbox: str | None, now: datetime) -> Outcome:
+        route, ticket = self._route(session, analysis, raw)
+        message_id = analysis.message.message_id
+        parent: int | None = None
+        if route.kind is RouteKind.FOLLOW_UP and ticket is not None and \
+                self.conversation is not None and \
+                not self.conversation.correspondence.may_reopen(ticket, now):
+            parent, ticket = ticket.id, None
+        if ticket is None or self.conversation is None:
+            ticket = self._new_ticket(session, analysis, raw, source=source, mailbox=mailbox,
+                                      now=now, parent_id=parent)
+            return Outcome(OutcomeKind.TICKET, analysis.key, message_id, ticket_number=ticket.id)
+        handle = self.conversation.correspondence
+        if route.kind is RouteKind.AGENT_REPLY:
+            handle.agent_reply(session, ticket, analysis, raw, source=source, now=now)
+        elif route.kind is RouteKind.BOUNCE:
+            handle.bounce(session, ticket, route, analysis, raw, source=source, now=now)
+        elif route.kind is RouteKind.AUTOMATIC_REPLY:
+            handle.automatic_reply(session, ticket, route, analysis, raw, source=source,
+                                   now=now)
+        else:
+            handle.follow_up(session, ticket, route, analysis, raw, source=source, now=now)
+        writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
+        return Outcome(OutcomeKind(str(route.kind)), analysis.key, message_id,
+                       ticket_number=ticket.id)
+
+    def _route(self, session: Session, analysis: Analysis,
+               raw: bytes) -> tuple[Route, Ticket | None]:
+        if self.conversation is None:
+            return Route(RouteKind.NEW), None
+        route = route_message(analysis.message, raw, self.conversation.signer,
+                              self.conversation.who,
+                              lambda number: writes.participants(session, number))
+        if route.ticket_number is None or route.kind is RouteKind.NEW:
+            return route, None
+        ticket = session.exec(select(Ticket).where(col(Ticket.id) == route.ticket_number)
+                              .with_for_update()).first()
+        return route, ticket
+
+    def _new_ticket(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
+                    mailbox: str | None, now: datetime, parent_id: int | None) -> Ticket:
+        dues = self._dues(analysis, now)
+        ticket = writes.create_ticket(session, analysis, raw, source=source, mailbox=mailbox,
+                                      now=now, dues=dues, parent_id=parent_id)
+        assert ticket.id is not None
+        if parent_id is not None:
+            writes.add_event(session, ticket.id, now, "linked", parent=parent_id,
+                             reason="a reply to a ticket resolved too long ago")
+            writes.add_event(session, parent_id, now, "follow_up_ticket", child=ticket.id)
+        writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
+        auto_reply = "auto-replies are off"
+        if self.replier is not None:
+            row, reason = self.replier.after_new_ticket(session, ticket, analysis, dues, now)
+            auto_reply = f"sent to {ticket.requester}" if row is not None else f"not sent: {reason}"
+        if self.conversation is not None:
+            self.conversation.correspondence.announce(session, ticket, analysis, dues,
+                                                      auto_reply, now)
+        return ticket
 
     def _dues(self, analysis: Analysis, received: datetime) -> Dues | None:
         if self.sla is None:
@@ -146,5 +218,7 @@ def _log_outcome(outcome: Outcome, source: str) -> None:
                       reason=outcome.reason)
     elif outcome.kind is OutcomeKind.DUPLICATE:
         bound.info("message.duplicate", key=outcome.key)
-    else:
+    elif outcome.kind is OutcomeKind.TICKET:
         bound.info("message.ticketed")
+    else:
+        bound.info("message.appended", route=str(outcome.kind))

@@ -50,6 +50,7 @@ class PassReport:
     mailbox: str
     fetched: int = 0
     tickets: int = 0
+    follow_ups: int = 0
     duplicates: int = 0
     quarantined: int = 0
     acked: int = 0
@@ -62,8 +63,10 @@ class PassReport:
             self.quarantined += 1
         elif outcome.kind == "duplicate":
             self.duplicates += 1
-        else:
+        elif outcome.kind == "ticket":
             self.tickets += 1
+        else:
+            self.follow_ups += 1
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -117,7 +120,8 @@ class MailboxPoller:
             raise
         self._record_poll(error=None)
         log.info("mailbox.pass", mailbox=self.plan.name, fetched=report.fetched,
-                 tickets=report.tickets, duplicates=report.duplicates,
+                 tickets=report.tickets, follow_ups=report.follow_ups,
+                 duplicates=report.duplicates,
                  quarantined=report.quarantined)
         return report
 

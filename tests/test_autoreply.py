@@ -11,13 +11,12 @@ import pytest
 from conftest import CORPUS
 from sqlmodel import select
 
-from mailbot.app import auto_replier, sla_book
+from mailbot.app import App
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
-from mailbot.identify import CustomerDirectory, compile_patterns
 from mailbot.ingest import Ingestor
 from mailbot.parsing import MessageParseError, parse_message
-from mailbot.pipeline import DefaultSeverity, IngestPolicy
+from mailbot.pipeline import DefaultSeverity
 from mailbot.replies.loops import Sender, no_reply_reason
 from mailbot.store import Database
 from mailbot.store.models import Event, OutboxMail
@@ -39,10 +38,7 @@ SETTINGS = {
 
 def ingestor(db: Database, clock: FrozenClock | None = None) -> Ingestor:
     settings = settings_from_mapping(SETTINGS, Path("/tmp"))
-    book = sla_book(settings.sla)
-    return Ingestor(db, IngestPolicy(10_000_000, compile_patterns(
-        settings.customer_id.patterns)), DefaultSeverity("P3"), clock or FrozenClock(NOW),
-        CustomerDirectory(), sla=book, replier=auto_replier(settings, book))
+    return App(settings, db, clock or FrozenClock(NOW), DefaultSeverity("P3")).ingestor()
 
 
 def mail(headers: str = "", sender: str = "Jane Doe <jane@customer.example>",

@@ -88,8 +88,7 @@ def _ourselves_or_agent(m: ParsedMessage, who: Sender) -> str | None:
     email = m.from_.email
     if email in {a.lower() for a in who.own_addresses}:
         return "sent by mailbot's own address"
-    if email in {a.lower() for a in who.agent_addresses} or \
-            m.from_.domain in {d.lower() for d in who.agent_domains}:
+    if is_agent(m, who):
         return "sent by an agent"
     return None
 
@@ -135,3 +134,37 @@ def no_reply_reason(message: ParsedMessage, who: Sender) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+def automatic_reason(message: ParsedMessage) -> str | None:
+    """Why this mail was written by a machine (bounce, out-of-office, list), or None."""
+    for name, check in CHECKS:
+        if name == "ourselves-or-agent":
+            continue
+        reason = check(message, Sender())
+        if reason is not None:
+            return reason
+    return None
+
+
+def is_agent(message: ParsedMessage, who: Sender) -> bool:
+    """Whether the From address is an agent's, by address or by domain."""
+    if message.from_ is None:
+        return False
+    return message.from_.email in {a.lower() for a in who.agent_addresses} or \
+        message.from_.domain in {d.lower() for d in who.agent_domains}
+
+
+_BOUNCE_SENDER = re.compile(r"^(mailer[-_.]?daemon|post[-_.]?master)([+-].*)?$", re.IGNORECASE)
+_BOUNCE_SUBJECT = re.compile(
+    r"^\s*(undeliver(able|ed)|delivery (status notification|failure|has failed)|"
+    r"(mail )?delivery (failed|failure|problem)|returned mail|failure notice|"
+    r"non[-\s]?delivery|mail system error|warning: could not send)", re.IGNORECASE)
+
+
+def is_bounce(message: ParsedMessage) -> bool:
+    """A delivery failure report: a DSN, or a mailer-daemon's mail that says so."""
+    if _report(message, Sender()) is not None:
+        return True
+    local = message.from_.email.partition("@")[0] if message.from_ else ""
+    return bool(_BOUNCE_SENDER.match(local)) or bool(_BOUNCE_SUBJECT.match(message.subject))

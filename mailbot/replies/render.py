@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from jinja2 import (
     PackageLoader,
     StrictUndefined,
     TemplateError,
+    TemplateNotFound,
     select_autoescape,
 )
 
@@ -62,11 +64,19 @@ class ReplyRenderer:
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
     def render(self, name: str, context: ReplyContext) -> Rendered:
-        values = asdict(context)
+        return self.render_mail(name, asdict(context))
+
+    def render_mail(self, name: str, values: Mapping[str, Any]) -> Rendered:
+        """Subject, text and (when the template has one) HTML of the mail called `name`."""
         try:
             subject = self.env.get_template(f"{name}.subject.j2").render(values)
             text = self.env.get_template(f"{name}.txt.j2").render(values)
-            html = self.env.get_template(f"{name}.html.j2").render(values)
+            try:
+                html_template = self.env.get_template(f"{name}.html.j2")
+            except TemplateNotFound:
+                html = ""
+            else:
+                html = html_template.render(values)
         except TemplateError as exc:
             where = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
             line = getattr(exc, "lineno", None)

@@ -37,6 +37,7 @@ def _may_quote(text: str) -> bool:
     return bool(_MARKER_AUTOMATON.find_matches_as_indexes(lowered))
 
 
+@lru_cache(maxsize=64)
 def visible_text(body: str) -> str:
     """What the sender wrote in this mail: quoted history, reply headers and signature removed."""
     text = body[:MAX_RULE_TEXT]

@@ -68,6 +68,10 @@ class Ticket(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     message_count: int = 0
     attachment_count: int = 0
+    parent_id: int | None = Field(default=None, foreign_key="tickets.id")
+    assignee: str | None = Field(default=None, sa_column=Column(String(200)))
+    waiting_since: datetime | None = _utc()
+    sla_policy: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
 class Message(SQLModel, table=True):
@@ -80,6 +84,8 @@ class Message(SQLModel, table=True):
     idempotency_key: str = Field(sa_column=Column(String(600), nullable=False, unique=True))
     message_id: str | None = Field(default=None, sa_column=Column(String(998), index=True))
     direction: str = Field(default="in", sa_column=Column(String(8), nullable=False))
+    role: str = Field(default="customer", sa_column=Column(String(16), nullable=False,
+                                                           default="customer"))
     source: str = Field(default="", sa_column=Column(String(400), nullable=False))
     sender: str = Field(default="", sa_column=Column(String(320), nullable=False))
     sender_name: str = Field(default="", sa_column=Column(String(200), nullable=False))
@@ -91,6 +97,7 @@ class Message(SQLModel, table=True):
     in_reply_to: str | None = Field(default=None, sa_column=Column(String(998)))
     references: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     body_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    display_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     raw_sha256: str = _blob_ref()
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
     truncated: bool = False
@@ -173,3 +180,12 @@ class OutboxMail(SQLModel, table=True):
     created_at: datetime = _utc(nullable=False)
     next_attempt_at: datetime = _utc(nullable=False)
     sent_at: datetime | None = _utc()
+
+
+class InstallationSecret(SQLModel, table=True):
+    """A secret made once per installation and shared by every instance (the threading key)."""
+
+    __tablename__ = "installation_secrets"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(String(200), nullable=False))

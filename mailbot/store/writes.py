@@ -11,6 +11,8 @@ from sqlmodel import Session, col, select
 
 from mailbot.parsing import Address, ParsedMessage
 from mailbot.pipeline import Analysis
+from mailbot.replies.compose import OutgoingMail
+from mailbot.rules.text import visible_text
 from mailbot.sla import Dues
 from mailbot.store.models import (
     Attachment,
@@ -18,6 +20,7 @@ from mailbot.store.models import (
     Customer,
     Event,
     Message,
+    OutboxMail,
     QuarantineEntry,
     Ticket,
 )
@@ -46,7 +49,8 @@ def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
 
 
 def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
-                  mailbox: str | None, now: datetime, dues: Dues | None = None) -> Ticket:
+                  mailbox: str | None, now: datetime, dues: Dues | None = None,
+                  parent_id: int | None = None) -> Ticket:
     """A new ticket from an analysed message, with the message and its files attached."""
     message = analysis.message
     requester = requester_of(message)
@@ -70,6 +74,8 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
         attachment_count=len(message.attachments),
         response_due=dues.response_due if dues else None,
         resolution_due=dues.resolution_due if dues else None,
+        sla_policy=dues.policy if dues else None,
+        parent_id=parent_id,
     )
     session.add(ticket)
     session.flush()
@@ -88,7 +94,7 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
 
 
 def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes, *,
-                source: str, received_at: datetime) -> Message:
+                source: str, received_at: datetime, role: str = "customer") -> Message:
     message = analysis.message
     put_blob(session, analysis.raw_sha256, raw)
     sender = requester_of(message)
@@ -108,6 +114,8 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         in_reply_to=message.in_reply_to,
         references=list(message.references),
         body_text=_text(message.body_text),
+        display_text=_text(visible_text(message.body_text)),
+        role=role,
         raw_sha256=analysis.raw_sha256,
         size=message.size,
         truncated=message.truncated,
@@ -181,6 +189,33 @@ def release_quarantine(session: Session, key: str, *, ticket_number: int | None)
         if ticket_number is not None:
             add_event(session, ticket_number, held.received_at, "replayed_from_quarantine",
                       quarantine_id=held.id, reason=held.reason)
+
+
+def queue_mail(session: Session, mail: OutgoingMail, ticket_id: int | None,
+               now: datetime) -> OutboxMail:
+    """An outbox row for a composed mail, written in the caller's transaction."""
+    row = OutboxMail(ticket_id=ticket_id, kind=mail.kind, sender=mail.sender,
+                     recipients=list(mail.recipients), subject=_text(mail.subject),
+                     message_id=mail.message_id, raw=mail.raw, created_at=now,
+                     next_attempt_at=now)
+    session.add(row)
+    return row
+
+
+def participants(session: Session, ticket_id: int) -> set[str] | None:
+    """The addresses already on a ticket (requester, senders, copied customers); None if none."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    found = {ticket.requester.lower()} if ticket.requester else set()
+    rows = session.exec(select(Message.sender, Message.cc, Message.role).where(
+        col(Message.ticket_id) == ticket_id)).all()
+    for sender, cc, role in rows:
+        if role in ("customer", "agent", "note") and sender:
+            found.add(sender.lower())
+        if role == "customer":
+            found.update(a.lower() for a in cc)
+    return found
 
 
 def find_message_by_key(session: Session, key: str) -> Message | None:
