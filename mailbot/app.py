@@ -29,6 +29,7 @@ from mailbot.sla.policy import Policy
 from mailbot.store import Database
 from mailbot.store.db import alembic_config
 from mailbot.store.secrets import installation_secret
+from mailbot.watcher import EscalationPolicy, SlaWatcher
 
 log = structlog.get_logger("mailbot.app")
 
@@ -66,6 +67,19 @@ class App:
         key = self.settings.secret_key
         secret = key.get_secret_value() if key else installation_secret(self.db, "threading")
         return ThreadSigner(secret.encode())
+
+    def sla_watcher(self) -> SlaWatcher | None:
+        """The escalation watcher; None without an `smtp` section (it could not mail anyone)."""
+        settings = self.settings
+        if settings.smtp is None:
+            return None
+        escalation = settings.escalation
+        level1 = escalation.level1 or settings.agents.notify
+        policy = EscalationPolicy(settings.smtp.from_, level1, escalation.level2,
+                                  escalation.level3, escalation.warn_at)
+        return SlaWatcher(self.db, sla_book(settings.sla), policy,
+                          ReplyRenderer(settings.templates.path), self.thread_signer(),
+                          self.clock)
 
     def outbox_sender(self) -> OutboxSender | None:
         """The sender for the configured transport; None without an `smtp` section."""

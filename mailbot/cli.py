@@ -71,7 +71,7 @@ def run_daemon(ctx: Context) -> None:
     rulebook = app.classifier if isinstance(app.classifier, RuleBook) else None
     daemon = Daemon(app.pollers(ingestor),
                     [m.poll_interval.total_seconds() for m in app.settings.mailboxes], rulebook,
-                    app.outbox_sender())
+                    app.outbox_sender(), app.sla_watcher())
     daemon.install_signal_handlers()
     sys.exit(daemon.run())
 
@@ -99,17 +99,22 @@ def poll(ctx: Context) -> None:
                         "follow_ups": report.follow_ups if report else 0,
                         "duplicates": report.duplicates if report else 0,
                         "quarantined": report.quarantined if report else 0})
+    watcher = app.sla_watcher()
     sender = app.outbox_sender()
     try:
+        watched = watcher.run_once() if watcher is not None else None
         flushed = sender.flush() if sender is not None else None
     except (OperationalError, SAInterfaceError) as exc:
-        failed, flushed = True, None
+        failed, flushed, watched = True, None, None
         click.echo(f"mailbot: outbox not flushed, database unavailable: "
                    f"{describe_db_error(exc)}", err=True)
     text = table(reports, [("mailbox", "mailbox"), ("fetched", "fetched"),
                            ("tickets", "tickets"), ("follow_ups", "follow-ups"),
                            ("duplicates", "duplicates"),
                            ("quarantined", "quarantined"), ("error", "error")], max_width=80)
+    if watched is not None:
+        text += f"\nSLA watcher: {watched.checked} open tickets checked, " \
+                f"{watched.escalated} escalated"
     if flushed is not None:
         text += (f"\noutbox: {flushed.sent} sent, {flushed.deferred} deferred, "
                  f"{flushed.failed} failed")

@@ -18,11 +18,13 @@ from mailbot.outbox import OutboxSender
 from mailbot.poller import MailboxPoller
 from mailbot.rules.book import RuleBook
 from mailbot.store.db import describe_db_error
+from mailbot.watcher import SlaWatcher
 
 log = structlog.get_logger("mailbot.daemon")
 
 MAX_BACKOFF_S = 300.0
 WAKE_EVERY_S = 1.0
+WATCH_EVERY_S = 30.0  # how often the SLA watcher looks at open tickets
 
 
 @dataclass
@@ -52,9 +54,11 @@ class Daemon:
     intervals: Sequence[float]
     rulebook: RuleBook | None = None
     outbox: OutboxSender | None = None
+    watcher: SlaWatcher | None = None
     monotonic: Callable[[], float] = time.monotonic
     _stop: threading.Event = field(default_factory=threading.Event)
     _reload: threading.Event = field(default_factory=threading.Event)
+    _next_watch: float = 0.0
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -85,6 +89,7 @@ class Daemon:
                         break
                     if self.monotonic() >= schedule.due:
                         self._work(poller, schedule)
+                self._watch_slas()
                 self._flush_outbox()
                 next_due = min((s.due for s in schedules), default=self.monotonic() + 60)
                 self._stop.wait(max(0.0, min(WAKE_EVERY_S, next_due - self.monotonic())))
@@ -103,6 +108,16 @@ class Daemon:
                       retry_in_s=delay)
             return
         schedule.succeeded(self.monotonic())
+
+    def _watch_slas(self) -> None:
+        if self.watcher is None or self._stop.is_set() or \
+                self.monotonic() < self._next_watch:
+            return
+        self._next_watch = self.monotonic() + WATCH_EVERY_S
+        try:
+            self.watcher.run_once()
+        except OperationalError as exc:
+            log.error("sla.watcher_unavailable", error=describe_db_error(exc))
 
     def _flush_outbox(self) -> None:
         if self.outbox is None or self._stop.is_set():

@@ -53,6 +53,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     with database.engine.begin() as conn:
         tables = ", ".join(t for t in ("outbox", "events", "attachments", "messages",
                                         "quarantine", "tickets", "blobs", "customers",
-                                        "mailbox_state", "installation_secrets"))
+                                        "mailbox_state", "installation_secrets",
+                                        "escalations"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     database.dispose()

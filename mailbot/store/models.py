@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from mailbot.store.types import UtcDateTime
@@ -189,3 +199,18 @@ class InstallationSecret(SQLModel, table=True):
 
     name: str = Field(sa_column=Column(String(64), primary_key=True))
     value: str = Field(sa_column=Column(String(200), nullable=False))
+
+
+class EscalationRecord(SQLModel, table=True):
+    """An escalation sent for a ticket: at most one per ticket and level."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("ticket_id", "level", name="uq_escalations_ticket_level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id")
+    level: int
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    due_at: datetime = _utc(nullable=False)
+    sent_at: datetime = _utc(nullable=False)
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
