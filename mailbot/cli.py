@@ -15,6 +15,7 @@ from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError
 
 from mailbot import quarantine as quarantine_ops
+from mailbot.cli_report import report_group
 from mailbot.cli_rules import rules_group
 from mailbot.cli_support import (
     EX_FAILURE,
@@ -208,12 +209,18 @@ def _story_text(data: dict[str, Any]) -> str:
              f"Customer:  {data['customer_id'] or '(missing)'}"
              f" ({data['customer_source']}, verified: {data['customer_verified']})",
              f"Created:   {data['created_at']}"]
+    if data.get("assignee"):
+        lines.append(f"Assignee:  {data['assignee']}")
     for message in data["messages"]:
-        lines += ["", f"--- message {message['message_id'] or '(no Message-ID)'}"
+        lines += ["", f"--- {message['role']} message "
+                      f"{message['message_id'] or '(no Message-ID)'}"
                       f" from {message['from'] or '(unknown)'} at {message['received_at']}"]
         lines += [f"    attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)"
                   for a in message["attachments"]]
-        lines += ["", message["body_text"].strip()[:4000]]
+        text = message["display_text"] or message["body_text"]
+        lines += ["", text.strip()[:4000]]
+    lines += ["", "(quoted history and signatures are left out above; --json has the full "
+                  "text, and the raw mail is kept)"]
     lines += ["", "--- audit trail"]
     lines += [f"{e['at']}  {e['kind']}  " + ", ".join(
         f"{k}={v}" for k, v in e.items() if k not in ("at", "kind") and v not in (None, [], ""))
@@ -435,3 +442,4 @@ def run() -> None:
 
 
 main.add_command(rules_group)
+main.add_command(report_group)

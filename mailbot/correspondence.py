@@ -131,8 +131,9 @@ class Correspondence:
         agent = _sender(analysis)
         reply = parse_commands(analysis.message.body_text)
         note = reply.is_note
+        text = visible_text(reply.text)
         self._append(session, ticket, analysis, raw, source=source, now=now,
-                     role="note" if note else "agent")
+                     role="note" if note else "agent", display_text=text)
         applied: list[str] = []
         refused: list[str] = []
         for command in reply.commands:
@@ -142,7 +143,6 @@ class Correspondence:
                           line=command.line, reason=command.error)
             else:
                 applied.append(self._apply(session, ticket, command, agent, now))
-        text = visible_text(reply.text)
         relayed = False
         if not note and text.strip() and ticket.requester:
             relayed = self._relay(session, ticket, analysis, text, now)
@@ -275,10 +275,11 @@ class Correspondence:
     # --- helpers -----------------------------------------------------------------------
 
     def _append(self, session: Session, ticket: Ticket, analysis: Analysis, raw: bytes, *,
-                source: str, now: datetime, role: str) -> None:
+                source: str, now: datetime, role: str,
+                display_text: str | None = None) -> None:
         assert ticket.id is not None
         add_message(session, ticket.id, analysis, raw, source=source, received_at=now,
-                    role=role)
+                    role=role, display_text=display_text)
         ticket.message_count += 1
         ticket.attachment_count += len(analysis.message.attachments)
         ticket.updated_at = now

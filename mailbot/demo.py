@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlmodel import col, select
 
 from mailbot.app import open_app
 from mailbot.config import settings_from_mapping
 from mailbot.customers import parse_customer_yaml
+from mailbot.ingest import Ingestor
 from mailbot.logs import configure_logging
-from mailbot.store import queries, writes
+from mailbot.store import Database, queries, writes
+from mailbot.store.models import Message, OutboxMail
 from mailbot.views import table, ticket_row
 
 SAMPLES = "samples"
@@ -28,6 +31,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "rules": {"path": str(SHIPPED_RULES)},
     "smtp": {"transport": "file", "dir": "outgoing",
              "from": "Example Support <support@support.example>"},
+    "agents": {"domains": ["support.example"], "notify": ["team@support.example"]},
     "sla": {"calendars": {"colombo": {
         "timezone": "Asia/Colombo",
         "hours": {d: ["08:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
@@ -49,12 +53,14 @@ class DemoResult:
     database: Path
     tickets: list[dict[str, Any]]
     quarantined: int
-    replies: list[bytes]
+    first_auto_reply: bytes
+    outgoing: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "database": str(self.database),
                 "tickets": self.tickets, "quarantined": self.quarantined,
-                "auto_replies": len(self.replies)}
+                "outgoing": self.outgoing, "conversation": self.conversation}
 
     def text(self) -> str:
         columns = [("number", "#"), ("severity", "sev"), ("matched_rules", "why"),
@@ -66,10 +72,21 @@ class DemoResult:
             "",
             table(self.tickets, columns),
             "",
-            f"{len(self.replies)} auto-replies written to {self.directory / 'outgoing'}; "
-            "the first one:",
+            f"{len(self.outgoing)} mails written to {self.directory / 'outgoing'}; "
+            "the first auto-reply:",
             "",
-            *_reply_text(self.replies[0]).splitlines(),
+            *_reply_text(self.first_auto_reply).splitlines(),
+            "",
+            "Then ticket #1 as a conversation: the agent answers the notification by mail "
+            "with commands on top, the customer answers the relay, the agent resolves it:",
+            "",
+            table(self.conversation, [("role", "role"), ("sender", "from"),
+                                      ("text", "text")], max_width=70),
+            "",
+            "Mails sent:",
+            "",
+            table(self.outgoing, [("kind", "kind"), ("to", "to"), ("subject", "subject")],
+                  max_width=70),
             "",
             f"Look closer: mailbot --config {self.directory / 'config.yaml'} tickets show 1",
         ])
@@ -101,15 +118,51 @@ def run_demo(directory: Path) -> DemoResult:
     ingestor = app.ingestor()
     quarantined = sum(ingestor.ingest(raw, source=f"sample:{name}").quarantined
                       for name, raw in sample_mails())
+    with app.db.session() as session:
+        rows = [ticket_row(t) for t in queries.list_tickets(session)]
+    _play_conversation(app.db, ingestor)
     sender = app.outbox_sender()
     assert sender is not None
     sender.flush()
     with app.db.session() as session:
-        rows = [ticket_row(t) for t in queries.list_tickets(session)]
+        mails = list(session.exec(select(OutboxMail).order_by(col(OutboxMail.id))).all())
+        messages = session.exec(select(Message).where(col(Message.ticket_id) == 1)
+                                .order_by(col(Message.id))).all()
+        conversation = [{"role": m.role, "sender": m.sender,
+                         "text": " ".join(m.display_text.split())} for m in messages]
     app.db.dispose()
-    replies = sorted((directory / "outgoing").glob("*.eml"))
-    return DemoResult(directory, directory / "mailbot.db", rows, quarantined,
-                      [r.read_bytes() for r in replies])
+    outgoing = [{"kind": m.kind, "to": ", ".join(m.recipients), "subject": m.subject}
+                for m in mails]
+    first = next(m.raw for m in mails if m.kind == "auto_reply")
+    return DemoResult(directory, directory / "mailbot.db", rows, quarantined, first, outgoing,
+                      conversation)
+
+
+def _play_conversation(db: Database, ingestor: Ingestor) -> None:
+    """Ticket #1 by mail: agent answers with commands, customer answers, agent resolves."""
+    def latest(kind: str, ticket: int = 1) -> OutboxMail:
+        with db.session() as session:
+            found = session.exec(select(OutboxMail).where(
+                col(OutboxMail.kind) == kind, col(OutboxMail.ticket_id) == ticket)
+                .order_by(col(OutboxMail.id).desc())).first()
+        assert found is not None
+        return found
+
+    def reply(to: OutboxMail, sender: str, n: int, text: str) -> None:
+        raw = (f"From: {sender}\r\nTo: support@support.example\r\n"
+               f"Subject: Re: {to.subject}\r\nMessage-ID: <demo-{n}@mail.example>\r\n"
+               f"In-Reply-To: <{to.message_id}>\r\nReferences: <{to.message_id}>\r\n"
+               f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n").encode()
+        ingestor.ingest(raw, source=f"demo:reply-{n}")
+
+    agent = "Nimal Fernando <nimal@support.example>"
+    reply(latest("notification"), agent, 1, "#assign Nimal\r\n\r\nHello Dilan,\r\n\r\n"
+          "we found the cause: an expired certificate on the payment gateway. It has been\r\n"
+          "renewed; please try a sale and tell us whether checkout works again.")
+    reply(latest("relay"), "Dilan Perera <ops@acme.example>", 2,
+          "Checkout works again in every store. Thank you!\r\n\r\n> Hello Dilan,\r\n")
+    reply(latest("notification"), agent, 3, "#status resolved\r\n\r\nGreat to hear. "
+          "We are closing the ticket; just reply if it happens again.")
 
 
 def _reply_text(raw: bytes) -> str:

@@ -33,6 +33,8 @@ def ticket_row(ticket: Ticket) -> dict[str, Any]:
         "tags": ticket.tags,
         "message_count": ticket.message_count,
         "attachment_count": ticket.attachment_count,
+        "assignee": ticket.assignee,
+        "parent": ticket.parent_id,
     }
 
 
@@ -54,7 +56,9 @@ def ticket_story_dict(story: TicketStory) -> dict[str, Any]:
         "truncated": m.truncated,
         "raw_sha256": m.raw_sha256,
         "defects": m.defects,
+        "role": m.role,
         "body_text": m.body_text,
+        "display_text": m.display_text,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size, "sha256": a.sha256, "inline": a.inline}
                         for a in story.attachments.get(m.id or -1, [])],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,13 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
                                         "escalations"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     database.dispose()
+
+
+COLOMBO_CONFIG = {"timezone": "Asia/Colombo",
+                  "hours": {d: ["08:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                  "holidays": {"country": "LK"}}
+
+
+def colombo(day: int, hour: int, minute: int = 0) -> datetime:
+    """A November 2026 wall-clock time in Colombo (UTC+05:30), as UTC."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC) - timedelta(hours=5, minutes=30)

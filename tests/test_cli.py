@@ -132,6 +132,23 @@ def test_demo_prints_the_sample_tickets(tmp_path: Path) -> None:
     assert b"RC-10442" in result.stdout and (tmp_path / "demo" / "mailbot.db").exists()
 
 
+def test_demo_plays_a_conversation_on_ticket_one(tmp_path: Path) -> None:
+    result = mailbot(None, "demo", "--dir", str(tmp_path / "demo"), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [m["role"] for m in data["conversation"]] == ["customer", "agent", "customer",
+                                                         "agent"]
+    assert not any(m["text"].startswith("#") for m in data["conversation"])
+    kinds = [m["kind"] for m in data["outgoing"]]
+    assert kinds.count("auto_reply") == 4 and kinds.count("relay") == 2
+    assert kinds.count("confirmation") == 2
+    (ticket,) = [t for t in data["tickets"] if t["number"] == 1]
+    show = json.loads(mailbot(tmp_path / "demo" / "config.yaml", "tickets", "show", "1",
+                              "--json").stdout)
+    assert (show["status"], show["assignee"], ticket["severity"]) == ("resolved", "Nimal", "P1")
+    assert show["first_response_at"] is not None
+
+
 def test_sla_due_in_words_and_as_instants(tmp_path: Path) -> None:
     """The example configuration's Colombo policy: a P1 received on Friday evening."""
     config = Path(__file__).resolve().parents[1] / "config.example.yaml"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from conftest import COLOMBO_CONFIG, colombo
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import col, select
@@ -20,15 +21,7 @@ from mailbot.store import Database, writes
 from mailbot.store.models import EscalationRecord, Event, OutboxMail
 from mailbot.testing import SmtpCapture
 
-COLOMBO_CONFIG = {"timezone": "Asia/Colombo",
-                  "hours": {d: ["08:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
-                  "holidays": {"country": "LK"}}
 COLOMBO = BusinessCalendar.from_config(COLOMBO_CONFIG)
-
-
-def colombo(day: int, hour: int, minute: int = 0) -> datetime:
-    """A November 2026 wall-clock time in Colombo (UTC+05:30), as UTC."""
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC) - timedelta(hours=5, minutes=30)
 
 
 # Received Monday 23 November 10:00; P1 response 1 working day: Tuesday 24 is a Poya holiday,

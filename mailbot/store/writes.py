@@ -94,7 +94,8 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
 
 
 def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes, *,
-                source: str, received_at: datetime, role: str = "customer") -> Message:
+                source: str, received_at: datetime, role: str = "customer",
+                display_text: str | None = None) -> Message:
     message = analysis.message
     put_blob(session, analysis.raw_sha256, raw)
     sender = requester_of(message)
@@ -114,7 +115,8 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         in_reply_to=message.in_reply_to,
         references=list(message.references),
         body_text=_text(message.body_text),
-        display_text=_text(visible_text(message.body_text)),
+        display_text=_text(visible_text(message.body_text) if display_text is None
+                           else display_text),
         role=role,
         raw_sha256=analysis.raw_sha256,
         size=message.size,
