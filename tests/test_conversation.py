@@ -105,6 +105,15 @@ def test_routing() -> None:
         RouteKind.AUTOMATIC_REPLY, 7, "signed reference")
 
 
+def test_our_own_mail_coming_back_stays_on_its_ticket() -> None:
+    ours = SIGNER.new_id(7, "notification", "example.com")
+    raw = (f"From: support@example.com\r\nTo: support@example.com\r\nSubject: [#7] New\r\n"
+           f"Message-ID: <{ours}>\r\nX-Mailbot-Loop: mailbot\r\n\r\nText\r\n").encode()
+    decision = route_message(parse_message(raw), raw, SIGNER, WHO, on_ticket)
+    assert (decision.kind, decision.ticket_number, decision.via) == (
+        RouteKind.AUTOMATIC_REPLY, 7, "our own mail")
+
+
 def test_a_bounce_of_our_mail_is_routed_to_its_ticket() -> None:
     ours = SIGNER.new_id(7, "relay", "example.com")
     raw = ("From: MAILER-DAEMON@mx.example\r\nTo: support@example.com\r\n"

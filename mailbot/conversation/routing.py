@@ -52,6 +52,11 @@ def route_message(message: ParsedMessage, raw: bytes, signer: ThreadSigner, who:
     `participants(n)` gives the addresses already on ticket n, or None when there is no
     such ticket. `raw` is searched for our ids when the message is a bounce.
     """
+    own = signer.verify(message.message_id) if message.message_id else None
+    if own is not None and participants(own.ticket_number) is not None:
+        # One of our own mails delivered back to the mailbox (a copy to ourselves).
+        return Route(RouteKind.AUTOMATIC_REPLY, own.ticket_number, "our own mail", own,
+                     "sent by mailbot")
     ids = [i for i in (message.in_reply_to, *reversed(message.references)) if i]
     ref = signer.first_ref(ids)
     if ref is not None and participants(ref.ticket_number) is None:
