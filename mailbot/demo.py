@@ -129,7 +129,8 @@ def run_demo(directory: Path) -> DemoResult:
         messages = session.exec(select(Message).where(col(Message.ticket_id) == 1)
                                 .order_by(col(Message.id))).all()
         conversation = [{"role": m.role, "sender": m.sender,
-                         "text": " ".join(m.display_text.split())} for m in messages]
+                         "text": " ".join((m.display_text or m.body_text).split())}
+                        for m in messages]
     app.db.dispose()
     outgoing = [{"kind": m.kind, "to": ", ".join(m.recipients), "subject": m.subject}
                 for m in mails]

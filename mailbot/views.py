@@ -58,7 +58,7 @@ def ticket_story_dict(story: TicketStory) -> dict[str, Any]:
         "defects": m.defects,
         "role": m.role,
         "body_text": m.body_text,
-        "display_text": m.display_text,
+        "display_text": m.display_text or m.body_text,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size, "sha256": a.sha256, "inline": a.inline}
                         for a in story.attachments.get(m.id or -1, [])],

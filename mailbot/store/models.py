@@ -107,6 +107,7 @@ class Message(SQLModel, table=True):
     in_reply_to: str | None = Field(default=None, sa_column=Column(String(998)))
     references: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     body_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # The body without quoted history and signature; empty when that is the whole body.
     display_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     raw_sha256: str = _blob_ref()
     size: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -115,8 +115,7 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         in_reply_to=message.in_reply_to,
         references=list(message.references),
         body_text=_text(message.body_text),
-        display_text=_text(visible_text(message.body_text) if display_text is None
-                           else display_text),
+        display_text=_text(_display(message.body_text, display_text)),
         role=role,
         raw_sha256=analysis.raw_sha256,
         size=message.size,
@@ -263,6 +262,12 @@ def requester_of(message: ParsedMessage) -> Address | None:
         if "@" in address.email:
             return address
     return None
+
+
+def _display(body: str, given: str | None) -> str:
+    """The text people read, stored only when it differs from the body (saves a copy)."""
+    shown = visible_text(body) if given is None else given
+    return "" if shown == body.strip() else shown
 
 
 def _text(value: str) -> str:
