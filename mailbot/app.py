@@ -46,6 +46,20 @@ class App:
     db: Database
     clock: Clock = field(default_factory=SystemClock)
     classifier: Classifier | None = None
+    _sla: SlaBook | None = field(default=None, init=False, repr=False)
+    _signer: ThreadSigner | None = field(default=None, init=False, repr=False)
+    _renderer: ReplyRenderer | None = field(default=None, init=False, repr=False)
+
+    def sla(self) -> SlaBook:
+        """The calendars and policies, built (and their holiday gaps warned of) once."""
+        if self._sla is None:
+            self._sla = sla_book(self.settings.sla)
+        return self._sla
+
+    def renderer(self) -> ReplyRenderer:
+        if self._renderer is None:
+            self._renderer = ReplyRenderer(self.settings.templates.path)
+        return self._renderer
 
     def ingestor(self) -> Ingestor:
         settings = self.settings
@@ -55,18 +69,19 @@ class App:
         )
         if self.classifier is None:
             self.classifier = load_classifier(settings)
-        book = sla_book(settings.sla)
-        signer = self.thread_signer()
-        renderer = ReplyRenderer(settings.templates.path)
+        book, signer, renderer = self.sla(), self.thread_signer(), self.renderer()
         return Ingestor(self.db, policy, self.classifier, self.clock, sla=book,
                         replier=auto_replier(settings, book, signer, renderer),
                         conversation=conversation(settings, book, signer, renderer))
 
     def thread_signer(self) -> ThreadSigner:
         """Signs our Message-IDs: with `secret_key` when set, else the installation's own key."""
-        key = self.settings.secret_key
-        secret = key.get_secret_value() if key else installation_secret(self.db, "threading")
-        return ThreadSigner(secret.encode())
+        if self._signer is None:
+            key = self.settings.secret_key
+            secret = key.get_secret_value() if key else installation_secret(self.db,
+                                                                             "threading")
+            self._signer = ThreadSigner(secret.encode())
+        return self._signer
 
     def sla_watcher(self) -> SlaWatcher | None:
         """The escalation watcher; None without an `smtp` section (it could not mail anyone)."""
@@ -77,8 +92,7 @@ class App:
         level1 = escalation.level1 or settings.agents.notify
         policy = EscalationPolicy(settings.smtp.from_, level1, escalation.level2,
                                   escalation.level3, escalation.warn_at)
-        return SlaWatcher(self.db, sla_book(settings.sla), policy,
-                          ReplyRenderer(settings.templates.path), self.thread_signer(),
+        return SlaWatcher(self.db, self.sla(), policy, self.renderer(), self.thread_signer(),
                           self.clock)
 
     def outbox_sender(self) -> OutboxSender | None:

@@ -10,7 +10,6 @@ import click
 from sqlmodel import col, select
 
 from mailbot.cli_support import Context, fail, with_json
-from mailbot.sla import BusinessCalendar
 from mailbot.sla.report import Compliance, TicketTimes, compliance
 from mailbot.store.models import Ticket
 from mailbot.views import table
@@ -34,11 +33,9 @@ def report_group() -> None:
 @with_json
 def report_sla(ctx: Context, month: str) -> None:
     """Response and resolution met or breached, per severity and per customer."""
-    from mailbot.app import sla_book
-
     app = ctx.app()
-    book = sla_book(app.settings.sla)
-    zone = book.calendars[book.policies[book.default_policy].calendar].zone
+    book = app.sla()
+    zone = book.calendar_of(None).zone
     start, end = _month(month, zone)
     with app.db.session() as session:
         rows = session.exec(select(Ticket).where(col(Ticket.created_at) >= start,
@@ -47,13 +44,9 @@ def report_sla(ctx: Context, month: str) -> None:
                            t.response_due, t.first_response_at, t.resolution_due,
                            t.resolved_at) for t in rows]
 
-    def calendar_for(policy: str | None) -> BusinessCalendar:
-        chosen = book.policies.get(policy or "") or book.policies[book.default_policy]
-        return book.calendars[chosen.calendar]
-
     now = app.clock.now()
-    by_severity = compliance(tickets, now, calendar_for, lambda t: t.severity)
-    by_customer = compliance(tickets, now, calendar_for,
+    by_severity = compliance(tickets, now, book.calendar_of, lambda t: t.severity)
+    by_customer = compliance(tickets, now, book.calendar_of,
                              lambda t: t.customer_id or "(no Customer ID)")
     data: dict[str, Any] = {
         "month": month, "time_zone": zone.key, "from": start.isoformat(),

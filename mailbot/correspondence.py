@@ -100,17 +100,14 @@ class Correspondence:
         assert ticket.id is not None
         role = "agent" if is_agent(analysis.message, self.who) else "customer"
         self._append(session, ticket, analysis, raw, source=source, now=now, role=role)
-        reopened = resumed = False
-        if role == "agent":
-            pass
-        elif ticket.status == "resolved":
+        reopened = role == "customer" and ticket.status == "resolved"
+        resumed = role == "customer" and ticket.status == "waiting"
+        if reopened:
             ticket.status, ticket.resolved_at = "open", None
-            reopened = True
             add_event(session, ticket.id, now, "reopened", by=_sender(analysis))
-        elif ticket.status == "waiting":
+        elif resumed:
             self._resume_clock(session, ticket, now)
             ticket.status = "open"
-            resumed = True
         add_event(session, ticket.id, now, "follow_up", via=route.via,
                   message_id=analysis.message.message_id, sender=_sender(analysis))
         if self.policy.notify and self.policy.from_address is not None:
@@ -219,10 +216,7 @@ class Correspondence:
         due = ticket.resolution_due
         if paused_from is None or due is None or self.sla is None or due <= paused_from:
             return
-        policy = self.sla.policies.get(ticket.sla_policy or self.sla.default_policy)
-        if policy is None:
-            return
-        calendar = self.sla.calendars[policy.calendar]
+        calendar = self.sla.calendar_of(ticket.sla_policy)
         remaining = calendar.elapsed(paused_from, due)
         ticket.resolution_due = calendar.add(max(now, paused_from), remaining)
         add_event(session, ticket.id, now, "clock_resumed", paused_from=paused_from.isoformat(),

@@ -67,8 +67,10 @@ class SlaWatcher:
                 or_(col(Ticket.first_response_at).is_(None),
                     col(Ticket.resolution_due).is_not(None)))
                 .order_by(col(Ticket.id)).limit(limit)).all()
-            sent = {(r.ticket_id, r.level) for r in session.exec(select(EscalationRecord).where(
-                col(EscalationRecord.ticket_id).in_([t.id for t in tickets]))).all()}
+            sent = set(session.exec(
+                select(EscalationRecord.ticket_id, EscalationRecord.level)
+                .join(Ticket, col(Ticket.id) == col(EscalationRecord.ticket_id))
+                .where(col(Ticket.status) != "resolved")).all())
         for ticket in tickets:
             report.checked += 1
             earned = [e for e in escalations_due(_clock_of(ticket), now, self._calendar(ticket),
@@ -80,9 +82,7 @@ class SlaWatcher:
         return report
 
     def _calendar(self, ticket: Ticket) -> BusinessCalendar:
-        policy = self.sla.policies.get(ticket.sla_policy or "") or \
-            self.sla.policies[self.sla.default_policy]
-        return self.sla.calendars[policy.calendar]
+        return self.sla.calendar_of(ticket.sla_policy)
 
     def _escalate(self, ticket_id: int, escalation: Escalation, now: datetime) -> bool:
         try:

@@ -14,14 +14,16 @@ _ROBOT_LOCALPART = re.compile(
     r"^(mailer[-_.]?daemon|post[-_.]?master|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?|"
     r"notifications?|auto[-_.]?(reply|responder)|listserv|majordomo|mailman|daemon)"
     r"([+-].*)?$", re.IGNORECASE)
+_BOUNCE_SUBJECTS = (
+    r"undeliver(able|ed)|delivery (status notification|failure|has failed)|"
+    r"(mail )?delivery (failed|failure|problem)|returned mail|failure notice|"
+    r"non[-\s]?delivery|mail system error|warning: could not send")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:(?:fwd?|wg|tr)\s*:\s*)?(\[auto[\s_-]*generated\]|complaint about message from|"
     r"loop alert|auto(matic)?[\s_-]*(reply|response|answer)|out of (the )?office|abwesen|"
     r"r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|afwezig|"
-    r"undeliver(able|ed)|delivery (status notification|failure|has failed)|"
-    r"(mail )?delivery (failed|failure|problem)|returned mail|failure notice|"
-    r"non[-\s]?delivery|mail system error|warning: could not send|"
-    r"read:|read receipt|gelesen:|zur kenntnis genommen)", re.IGNORECASE)
+    + _BOUNCE_SUBJECTS + r"|read:|read receipt|gelesen:|zur kenntnis genommen)",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +158,7 @@ def is_agent(message: ParsedMessage, who: Sender) -> bool:
 
 
 _BOUNCE_SENDER = re.compile(r"^(mailer[-_.]?daemon|post[-_.]?master)([+-].*)?$", re.IGNORECASE)
-_BOUNCE_SUBJECT = re.compile(
-    r"^\s*(undeliver(able|ed)|delivery (status notification|failure|has failed)|"
-    r"(mail )?delivery (failed|failure|problem)|returned mail|failure notice|"
-    r"non[-\s]?delivery|mail system error|warning: could not send)", re.IGNORECASE)
+_BOUNCE_SUBJECT = re.compile(r"^\s*(" + _BOUNCE_SUBJECTS + ")", re.IGNORECASE)
 
 
 def is_bounce(message: ParsedMessage) -> bool:

@@ -52,6 +52,11 @@ class SlaBook:
         name = self.plans.get(plan or "", self.default_policy)
         return self.policies[name]
 
+    def calendar_of(self, policy: str | None) -> BusinessCalendar:
+        """The calendar of a named policy; the default policy's for an unknown or no name."""
+        chosen = self.policies.get(policy or "") or self.policies[self.default_policy]
+        return self.calendars[chosen.calendar]
+
     def dues(self, received: datetime, severity: str, plan: str | None = None) -> Dues:
         """Response and resolution due for a ticket received at `received`."""
         policy = self.policy_for(plan)
