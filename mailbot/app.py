@@ -107,9 +107,9 @@ class App:
         else:
             assert smtp.host is not None and smtp.port is not None
             transport = SmtpTransport(
-                smtp.host, smtp.port, smtp.security, smtp.username,
-                smtp.password.get_secret_value() if smtp.password else None,
-                smtp.timeout.total_seconds())
+                smtp.host, smtp.port, smtp.security, username=smtp.username,
+                password=smtp.password.get_secret_value() if smtp.password else None,
+                timeout=smtp.timeout.total_seconds())
         return OutboxSender(self.db, transport, self.clock)
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:

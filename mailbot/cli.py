@@ -104,7 +104,7 @@ def poll(ctx: Context) -> None:
     sender = app.outbox_sender()
     try:
         watched = watcher.run_once() if watcher is not None else None
-        flushed = sender.flush() if sender is not None else None
+        flushed = sender.flush(limit=max(1, sender.due())) if sender is not None else None
     except (OperationalError, SAInterfaceError) as exc:
         failed, flushed, watched = True, None, None
         click.echo(f"mailbot: outbox not flushed, database unavailable: "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -26,6 +26,7 @@ log = structlog.get_logger("mailbot.outbox")
 
 MAX_ATTEMPTS = 8
 MAX_DELAY = timedelta(hours=1)
+CLAIM_PAGE = 200  # due mails listed per query
 
 
 @dataclass
@@ -50,21 +51,50 @@ class OutboxSender:
         self.max_attempts = max_attempts
 
     def flush(self, limit: int = 500) -> FlushReport:
-        """Send what is due, one mail per transaction, at most `limit` mails."""
+        """Send what is due, at most `limit` mails, over one SMTP session.
+
+        Due mails are listed a page at a time; each is then claimed again by its id and sent
+        in a transaction of its own, so a crash can repeat at most the mail in hand, and an
+        instance skips what another holds.
+        """
         report = FlushReport()
-        for _ in range(limit):
-            with self.db.transaction() as session:
-                row = self._claim(session)
-                if row is None:
+        try:
+            while limit > 0:
+                page = self._due_ids(min(limit, CLAIM_PAGE))
+                if not page:
                     break
-                self._send(session, row, report)
+                for outbox_id in page:
+                    with self.db.transaction() as session:
+                        row = self._claim(session, outbox_id)
+                        if row is not None:
+                            self._send(session, row, report)
+                limit -= len(page)
+                if len(page) < CLAIM_PAGE:
+                    break
+        finally:
+            self.transport.close()
         return report
 
-    def _claim(self, session: Session) -> OutboxMail | None:
-        query = (select(OutboxMail)
-                 .where(col(OutboxMail.status) == "queued",
-                        col(OutboxMail.next_attempt_at) <= self.clock.now())
-                 .order_by(col(OutboxMail.id)).limit(1))
+    def due(self) -> int:
+        """How many queued mails are due now."""
+        with self.db.session() as session:
+            return session.exec(
+                select(func.count()).select_from(OutboxMail)
+                .where(col(OutboxMail.status) == "queued",
+                       col(OutboxMail.next_attempt_at) <= self.clock.now())).one()
+
+    def _due_ids(self, count: int) -> list[int]:
+        with self.db.session() as session:
+            return [outbox_id for outbox_id in session.exec(
+                select(OutboxMail.id)
+                .where(col(OutboxMail.status) == "queued",
+                       col(OutboxMail.next_attempt_at) <= self.clock.now())
+                .order_by(col(OutboxMail.next_attempt_at), col(OutboxMail.id))
+                .limit(count)).all() if outbox_id is not None]
+
+    def _claim(self, session: Session, outbox_id: int) -> OutboxMail | None:
+        query = select(OutboxMail).where(col(OutboxMail.id) == outbox_id,
+                                         col(OutboxMail.status) == "queued")
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         return session.exec(query).first()

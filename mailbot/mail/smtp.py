@@ -26,48 +26,81 @@ class PermanentSendFailure(Exception):
 
 
 class Transport(Protocol):
-    """Delivers one composed mail to its recipients."""
+    """Delivers composed mail; `close` ends whatever session a run of sends kept open."""
 
     def send(self, sender: str, recipients: list[str], raw: bytes, message_id: str) -> None: ...
 
+    def close(self) -> None: ...
 
-@dataclass(frozen=True)
+
 class SmtpTransport:
-    host: str
-    port: int
-    security: str = "starttls"
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 30.0
-    ca_file: str | None = None
+    """SMTP with one session kept open across consecutive sends, until `close` or a failure.
+
+    The TLS context (loading the system's CA store costs tens of milliseconds) is made once.
+    Any error closes the session, so the next send starts on a fresh connection.
+    """
+
+    def __init__(self, host: str, port: int, security: str = "starttls", *,
+                 username: str | None = None, password: str | None = None,
+                 timeout: float = 30.0, ca_file: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.ca_file = ca_file
+        self._context: ssl.SSLContext | None = None
+        self._client: smtplib.SMTP | None = None
 
     def send(self, sender: str, recipients: list[str], raw: bytes, message_id: str) -> None:
         if self.security == "none" and not is_loopback(self.host):
             raise PermanentSendFailure(0, f"refusing plain SMTP to {self.host}")
-        context = ssl.create_default_context(cafile=self.ca_file)
         try:
-            client: smtplib.SMTP = (
-                smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-                if self.security == "ssl" else
-                smtplib.SMTP(self.host, self.port, timeout=self.timeout))
-            with client:
-                if self.security == "starttls":
-                    client.starttls(context=context)
-                if self.username:
-                    client.login(self.username, self.password or "")
-                refused = client.sendmail(sender, recipients, raw)
+            refused = self._session().sendmail(sender, recipients, raw)
         except smtplib.SMTPRecipientsRefused as exc:
             raise _classify(list(exc.recipients.values())) from exc
         except smtplib.SMTPResponseException as exc:
+            self.close()
             message = exc.smtp_error.decode(errors="replace") if isinstance(
                 exc.smtp_error, bytes) else str(exc.smtp_error)
             if exc.smtp_code >= 500:
                 raise PermanentSendFailure(exc.smtp_code, message) from exc
             raise TemporarySendFailure(f"{exc.smtp_code} {message}") from exc
         except (smtplib.SMTPException, OSError) as exc:
+            self.close()
             raise TemporarySendFailure(f"{type(exc).__name__}: {exc}") from exc
         if refused:
             raise _classify(list(refused.values()))
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            client.close()
+
+    def _session(self) -> smtplib.SMTP:
+        if self._client is not None:
+            return self._client
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=self.ca_file)
+        client: smtplib.SMTP = (
+            smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._context)
+            if self.security == "ssl" else
+            smtplib.SMTP(self.host, self.port, timeout=self.timeout))
+        try:
+            if self.security == "starttls":
+                client.starttls(context=self._context)
+            if self.username:
+                client.login(self.username, self.password or "")
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        return client
 
 
 def _classify(replies: list[tuple[int, bytes]]) -> Exception:
@@ -94,3 +127,6 @@ class FileTransport:
             os.replace(tmp, self.directory / f"{name}.eml")
         except OSError as exc:
             raise TemporarySendFailure(f"cannot write to {self.directory}: {exc}") from exc
+
+    def close(self) -> None:
+        """Nothing is kept open between files."""
