@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -223,20 +224,48 @@ def assert_index_agrees(engine: RuleEngine, subject: str, body: str) -> None:
 
 
 @pytest.mark.parametrize(("pattern", "literals"), [
-    (r"\bexport\s+\w+\s+invoice\b", ("export", "invoice")),
-    (r"checkout \w+ down", ("checkout", "down")),
-    (r"outage|down", ()),                      # alternatives: nothing is certain
-    (r"colou?r matters", ("colo", "matters")),
-    (r"(foo|bar)bazz\d+", ("bazz",)),          # groups are skipped
+    (r"\bexport\s+\w+\s+invoice\b", (("export",), ("invoice",))),
+    (r"checkout \w+ down", (("checkout ",), (" down",))),  # spaces count
+    (r"outage|down", (("outage", "down"),)),   # one of the alternatives
+    (r"colou?r matters", (("colo",), ("r matters",))),
+    (r"(foo|bar)bazz\d+", (("foo", "bar"), ("bazz",))),
     (r"abc{0,2}de", ()),                       # optional characters break the run
-    (r"[xyz]hello+", ("hello",)),
-    (r"^\s*(?:re|aw)\s*:", ()),
-    (r"(?<!not )\bdown\b", ("down",)),
-    (r"straße", ("stra",)),                    # only ASCII letters and digits count
+    (r"[xyz]hello+", (("hell",),)),
+    (r"^\s*(?:re|aw)\s*:", ()),                # too short to be worth indexing
+    (r"(?<!not )\bdown\b", (("down",),)),     # lookarounds require nothing
+    # the parser takes the common "s" out of the branches
+    (r"(?:server|site) (?:is )?(?:down|offline)", (("erver", "ite"), ("down", "offline"))),
+    (r"(?:server|x) down", ((" down",),)),      # a branch without a literal: no clause
+    (r"(?:report|reports?) failed", (("report",), (" failed",))),  # implied clauses merge
+    (r"straße", (("stra",),)),                 # only ASCII letters and digits count
+    (r"\p{L}+ hello|", ()),                    # the fallback for the regex module's syntax
+    (r"\p{Lu} hello", (("hello",),)),
 ])
-def test_required_literals_are_what_every_match_contains(pattern: str,
-                                                         literals: tuple[str, ...]) -> None:
+def test_required_literals_are_what_every_match_contains(
+        pattern: str, literals: tuple[tuple[str, ...], ...]) -> None:
     assert required_literals(pattern) == literals
+
+
+_WORDS = ["down", "server", "site", "is", "offline", "outage", "no", "x"]
+_patterns = st.recursive(
+    st.sampled_from([*_WORDS, r"\s+", r"\w*", " ", "o?"]),
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=4).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map(lambda b: "(?:" + "|".join(b) + ")"),
+        inner.map(lambda p: f"(?:{p})?"),
+        inner.map(lambda p: f"(?:{p})+"),
+        inner.map(lambda p: f"(?<!not ){p}")),
+    max_leaves=8)
+
+
+@given(_patterns, st.lists(st.sampled_from([*_WORDS, " ", "  ", "Down", "SITE"]), max_size=10))
+def test_a_text_without_a_required_literal_never_matches(pattern: str,
+                                                         words: list[str]) -> None:
+    text = "".join(words)
+    if regex.search(pattern, text, regex.IGNORECASE | regex.VERSION0):
+        folded = text.casefold()
+        assert all(any(lit in folded for lit in clause)
+                   for clause in required_literals(pattern)), (pattern, text)
 
 
 def _trained_engine() -> RuleEngine:

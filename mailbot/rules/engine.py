@@ -186,9 +186,10 @@ def _test(test: FieldTest, view: MessageView, timeouts: list[str], rule_id: str)
         return Evaluation(present == test.flag, [f"{label} exists: {str(present).lower()}"])
     if test.operator == "matches":
         assert test.pattern is not None
-        if view.index is not None and test.literals and not set(test.literals) <= view.found(
-                ((test.field, test.part), "case")):
-            return Evaluation(False)
+        if view.index is not None and test.literals:
+            found = view.found(((test.field, test.part), "case"))
+            if any(found.isdisjoint(clause) for clause in test.literals):
+                return Evaluation(False)
         for value in view.values(test.field, test.part):
             try:
                 match = test.pattern.search(value, timeout=REGEX_TIMEOUT_S)

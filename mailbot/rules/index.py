@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ahocorasick_rs import AhoCorasick, Implementation, MatchKind
 
+from mailbot.rules.literals import selectivity
 from mailbot.rules.model import AllOf, AnyOf, Condition, FieldTest, NotOf, Rule
 
 FieldKey = tuple[str, str | None]  # (field, header name or attachment key)
@@ -163,19 +164,17 @@ def _lookups(test: FieldTest) -> Trigger:
     if test.operator in ("contains", "equals", "in"):
         return [((key, "fold"), needle) for needle in test.folded if needle]
     if test.operator == "matches":
-        return [((key, "case"), literal) for literal in test.literals]
+        return [((key, "case"), literal) for clause in test.literals for literal in clause]
     return []
 
 
 def _trigger(condition: Condition) -> Trigger | None:
     """Literals at least one of which must occur for the condition to hold; None if unknown."""
     if isinstance(condition, FieldTest):
-        lookups = _lookups(condition)
-        if not lookups:
-            return None
         if condition.operator == "matches":
-            return [max(lookups, key=lambda item: len(item[1]))]
-        return lookups
+            return _regex_trigger(condition)
+        lookups = _lookups(condition)
+        return lookups or None
     if isinstance(condition, AllOf):
         options = [t for t in (_trigger(c) for c in condition.children) if t is not None]
         return min(options, key=len) if options else None
@@ -186,3 +185,12 @@ def _trigger(condition: Condition) -> Trigger | None:
         return [item for part in parts if part is not None for item in part]
     assert isinstance(condition, NotOf)
     return None
+
+
+def _regex_trigger(test: FieldTest) -> Trigger | None:
+    """The most selective clause of a regex's requirement: its shortest literal is longest."""
+    if test.field not in INDEXED_FIELDS or not test.literals:
+        return None
+    clause = max(test.literals, key=selectivity)
+    key: IndexKey = ((test.field, test.part), "case")
+    return [(key, literal) for literal in clause]

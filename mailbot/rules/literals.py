@@ -1,18 +1,101 @@
-"""Literal text that a regex cannot match without: the key to skipping rules cheaply."""
+"""Literal text that a regex cannot match without: the key to skipping rules cheaply.
+
+A requirement is a conjunction of clauses, each a set of alternatives: the regex can match
+only if, for every clause, one of its literals occurs in the (case-folded) text.
+`checkout \\w+ (down|offline)` requires `checkout` and one of `down` or `offline`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-MIN_LITERAL = 4
+# The standard library's own regex parser; the rules' dialect (the regex module's VERSION0)
+# is a superset of what it reads.
+sre_parse: Any = importlib.import_module("re._parser")
+sre: Any = importlib.import_module("re._constants")
+
+MIN_LITERAL = 3
+MAX_ALTERNATIVES = 64
+
+Clause = tuple[str, ...]  # one of these literals occurs
+Requirement = tuple[Clause, ...]  # every clause holds
+
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 
 
-def required_literals(source: str) -> tuple[str, ...]:
-    """Runs of letters and digits every match of `source` must contain (lower-cased).
+def required_literals(source: str) -> Requirement:
+    """What every match of `source` contains, as clauses of lower-cased literals.
 
-    Conservative: anything inside groups, classes, optional or alternative parts is left out,
-    and a pattern with top-level alternation or verbose mode gives nothing.
+    Conservative: only runs of printable ASCII with three letters or digits at least count
+    (a literal space is kept: `data ` is rarer than `data`); lookarounds, classes and
+    optional parts give nothing, and an alternation gives a clause only when each of its
+    branches requires something. A pattern the standard parser cannot read falls back to the
+    plain runs outside every group and alternation.
     """
+    try:
+        parsed = sre_parse.parse(source, re.IGNORECASE)
+    except (re.error, RecursionError, OverflowError):
+        return tuple((run,) for run in _plain_runs(source))
+    return _dedupe(_sequence(list(parsed)))
+
+
+def _sequence(items: Sequence[tuple[Any, Any]]) -> list[Clause]:
+    clauses: list[Clause] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if sum(char.isalnum() for char in run) >= MIN_LITERAL:
+            clauses.append(("".join(run),))
+        run.clear()
+
+    for op, av in items:
+        if op is sre.LITERAL and 32 <= av < 127:
+            run.append(chr(av).lower())
+            continue
+        flush()
+        if op is sre.SUBPATTERN:
+            clauses += _sequence(av[-1])
+        elif op is sre.ATOMIC_GROUP:
+            clauses += _sequence(av)
+        elif op in _REPEATS and av[0] >= 1:
+            clauses += _sequence(av[2])
+        elif op is sre.BRANCH:
+            clause = _any_of([_sequence(branch) for branch in av[1]])
+            if clause:
+                clauses.append(clause)
+    flush()
+    return clauses
+
+
+def _any_of(branches: list[list[Clause]]) -> Clause:
+    """One clause that holds whenever any branch matches: a chosen clause of each, united."""
+    united: list[str] = []
+    for clauses in branches:
+        if not clauses:
+            return ()
+        chosen: Clause = max(clauses, key=selectivity)
+        united += chosen
+    literals = tuple(dict.fromkeys(united))
+    return literals if len(literals) <= MAX_ALTERNATIVES else ()
+
+
+def selectivity(clause: Clause) -> tuple[int, int]:
+    """Orders clauses by how rarely they hold: longest shortest literal, then fewest."""
+    return min(len(literal) for literal in clause), -len(clause)
+
+
+def _dedupe(clauses: list[Clause]) -> Requirement:
+    unique = list(dict.fromkeys(tuple(dict.fromkeys(c)) for c in clauses))
+    # A clause implied by a stronger one (a subset of its alternatives) adds nothing.
+    return tuple(c for c in unique
+                 if not any(o != c and set(o) <= set(c) for o in unique))
+
+
+def _plain_runs(source: str) -> tuple[str, ...]:
+    """Runs of letters and digits outside groups, classes and optional parts."""
     if "(?x" in source or _has_top_level_bar(source):
         return ()
     runs: list[str] = []

@@ -34,7 +34,7 @@ class FieldTest:
     operator: str
     needles: tuple[str, ...] = ()
     folded: tuple[str, ...] = ()
-    literals: tuple[str, ...] = ()
+    literals: tuple[tuple[str, ...], ...] = ()  # a regex's required literals, see literals.py
     pattern: regex.Pattern[str] | None = None
     flag: bool | None = None
     number: int | None = None
