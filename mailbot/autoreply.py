@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from mailbot.conversation.ids import ThreadSigner
 from mailbot.parsing import ParsedMessage
@@ -103,10 +103,12 @@ class AutoReplier:
         if reason is not None:
             return reason
         cap = self.policy.per_sender_per_hour
-        recent = session.exec(select(OutboxMail.recipients).where(
-            col(OutboxMail.kind) == "auto_reply",
-            col(OutboxMail.created_at) >= now - RATE_WINDOW)).all()
-        sent = sum(1 for recipients in recent if ticket.requester in recipients)
+        sent = session.exec(
+            select(func.count()).select_from(OutboxMail)
+            .join(Ticket, col(Ticket.id) == col(OutboxMail.ticket_id))
+            .where(col(Ticket.requester) == ticket.requester,
+                   col(OutboxMail.kind) == "auto_reply",
+                   col(OutboxMail.created_at) >= now - RATE_WINDOW)).one()
         if sent >= cap:
             return f"rate limit: {sent} auto-replies to {ticket.requester} in the last hour"
         return None

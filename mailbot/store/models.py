@@ -63,7 +63,7 @@ class Ticket(SQLModel, table=True):
     customer_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     customer_verified: bool = False
     customer_source: str = Field(default="missing", sa_column=Column(String(16), nullable=False))
-    requester: str = Field(sa_column=Column(String(320), nullable=False))
+    requester: str = Field(sa_column=Column(String(320), nullable=False, index=True))
     requester_name: str = Field(default="", sa_column=Column(String(200), nullable=False))
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
     mailbox: str | None = Field(default=None, sa_column=Column(String(64)))
