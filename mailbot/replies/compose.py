@@ -1,13 +1,26 @@
-"""Outgoing mail as bytes: our headers (Auto-Submitted, loop header), threading, Message-ID."""
+"""Outgoing mail as bytes: our headers (Auto-Submitted, loop header), threading, Message-ID.
+
+Built with the standard library's compat32 MIME classes: the policy-based EmailMessage API
+parses every header it is given back into objects, which costs about three times as much
+for mail whose every header we write ourselves.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses
+from email import encoders
+from email.charset import QP, Charset
+from email.generator import BytesGenerator
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, getaddresses
 
 from mailbot.parsing import Attachment
 from mailbot.replies.loops import LOOP_HEADER
@@ -16,8 +29,9 @@ AUTOMATIC_KINDS = {"auto_reply": "auto-replied", "notification": "auto-generated
                    "confirmation": "auto-generated", "escalation": "auto-generated",
                    "alert": "auto-generated"}
 
-# Lines up to RFC 5322's hard limit, so that a long Message-ID is never folded.
-_POLICY = policy.SMTP.clone(max_line_length=998)
+MAX_LINE = 998  # RFC 5322's hard limit; a long Message-ID is never folded
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,29 +58,74 @@ def compose(*, kind: str, message_id: str, from_address: str, to: tuple[str, ...
             loop_id: str = "mailbot", reply_to: str | None = None,
             attachments: Sequence[Attachment] = ()) -> OutgoingMail:
     """A mail of ours; every kind but `relay` (an agent's words) is marked as automatic."""
-    message = EmailMessage(policy=_POLICY)
-    message["From"] = from_address
+    message = _body(text, html, attachments)
+    message["From"] = _addresses([from_address])
     if reply_to:
-        message["Reply-To"] = reply_to
-    message["To"] = ", ".join(to)
-    message["Subject"] = subject
+        message["Reply-To"] = _addresses([reply_to])
+    message["To"] = _addresses(to)
+    message["Subject"] = _unstructured(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
         message["In-Reply-To"] = f"<{in_reply_to}>"
         chain = list(dict.fromkeys(r for r in (*references, in_reply_to) if r))
-        message["References"] = " ".join(f"<{r}>" for r in chain[-20:])
+        message["References"] = "\n ".join(f"<{r}>" for r in chain[-20:])
     if kind in AUTOMATIC_KINDS:
         message["Auto-Submitted"] = AUTOMATIC_KINDS[kind]
         message["X-Auto-Response-Suppress"] = "All"
     message[LOOP_HEADER] = loop_id
     if ticket_number is not None:
         message["X-Mailbot-Ticket"] = str(ticket_number)
-    message.set_content(text)
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(message, linesep="\r\n")
+    return OutgoingMail(kind, from_address, to, subject, message_id, out.getvalue())
+
+
+def _body(text: str, html: str | None, attachments: Sequence[Attachment]) -> Message:
+    body: Message = _text_part(text, "plain")
     if html:
-        message.add_alternative(html, subtype="html")
-    for attachment in attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        message.add_attachment(attachment.data, maintype=maintype or "application",
-                               subtype=subtype or "octet-stream", filename=attachment.filename)
-    return OutgoingMail(kind, from_address, to, subject, message_id, message.as_bytes())
+        body = _multipart("alternative", [body, _text_part(html, "html")])
+    if attachments:
+        body = _multipart("mixed", [body, *(_attachment(a) for a in attachments)])
+    return body
+
+
+def _multipart(subtype: str, parts: list[Message]) -> Message:
+    container = MIMEMultipart(subtype)
+    for part in parts:
+        del part["MIME-Version"]
+        container.attach(part)
+    return container
+
+
+def _text_part(text: str, subtype: str) -> Message:
+    """7bit when the text allows it (ASCII, short lines), quoted-printable UTF-8 otherwise."""
+    text = text if text.endswith("\n") else text + "\n"
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= MAX_LINE:
+        plain = MIMEText(text, subtype, "us-ascii")
+        plain.set_param("charset", "utf-8")
+        return plain
+    encoded = MIMENonMultipart("text", subtype)
+    encoded.set_payload(text, _UTF8_QP)
+    return encoded
+
+
+def _attachment(attachment: Attachment) -> Message:
+    maintype, _, subtype = attachment.content_type.partition("/")
+    part: Message = MIMEBase(maintype or "application", subtype or "octet-stream")
+    part.set_payload(attachment.data)
+    encoders.encode_base64(part)
+    name = attachment.filename
+    part.add_header("Content-Disposition", "attachment",
+                    filename=name if name.isascii() else ("utf-8", "", name))
+    return part
+
+
+def _addresses(values: Sequence[str]) -> str:
+    """Display names encoded when they are not ASCII; addresses as they are."""
+    return ", ".join(formataddr(pair, charset="utf-8") for pair in getaddresses(list(values)))
+
+
+def _unstructured(value: str) -> str:
+    value = " ".join(value.split())
+    return value if value.isascii() else Header(value, "utf-8").encode()
