@@ -1,8 +1,13 @@
-"""One message in, one database transaction: a ticket, a duplicate, or a quarantine entry."""
+"""Messages in, tickets out: a ticket, a follow-up, a duplicate or a quarantine entry each.
+
+Several messages may share a transaction. Should that transaction fail for any reason but
+the database being unreachable, it is rolled back as a whole and its messages are stored
+again one transaction each, so every message's effects stay all-or-nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -61,6 +66,18 @@ class Outcome:
 SessionHook = Callable[[Session], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One raw message, where it came from, and what else its transaction must do."""
+
+    raw: bytes
+    source: str
+    also: SessionHook | None = None
+
+
+Stored = Callable[[Incoming, Outcome], None]
+
+
 @dataclass(frozen=True)
 class Conversation:
     """What threading needs: the key for our ids, who the agents are, what to do with replies."""
@@ -95,43 +112,87 @@ class Ingestor:
 
         Raises TemporaryFailure when the database cannot be reached; nothing is then written.
         """
-        decision = analyze(raw, self.policy, self.directory, self.classifier)
+        outcomes: list[Outcome] = []
+        self.ingest_many([Incoming(raw, source, also)], mailbox=mailbox,
+                         stored=lambda _, outcome: outcomes.append(outcome))
+        return outcomes[0]
+
+    def ingest_many(self, items: Sequence[Incoming], *, mailbox: str | None = None,
+                    stored: Stored) -> None:
+        """Store several messages in one transaction; `stored` hears of each once committed.
+
+        Raises TemporaryFailure when the database cannot be reached; the messages already
+        reported through `stored` are committed, the others are not.
+        """
+        decisions = [analyze(item.raw, self.policy, self.directory, self.classifier)
+                     for item in items]
+        if len(items) > 1:
+            try:
+                outcomes = self._store_together(decisions, items, mailbox)
+            except (OperationalError, SAInterfaceError) as exc:
+                raise TemporaryFailure(
+                    f"database unavailable: {describe_db_error(exc)}") from exc
+            except Exception as exc:
+                log.warning("ingest.batch_replayed", count=len(items),
+                            error=describe_db_error(exc),
+                            detail="storing each message in a transaction of its own")
+            else:
+                for item, outcome in zip(items, outcomes, strict=True):
+                    _log_outcome(outcome, item.source)
+                    stored(item, outcome)
+                return
+        for decision, item in zip(decisions, items, strict=True):
+            outcome = self._store_alone(decision, item, mailbox)
+            _log_outcome(outcome, item.source)
+            stored(item, outcome)
+
+    def _store_together(self, decisions: Sequence[Analysis | Rejection],
+                        items: Sequence[Incoming], mailbox: str | None) -> list[Outcome]:
+        with self.db.transaction() as session:
+            return [self._store(session, decision, item, mailbox)
+                    for decision, item in zip(decisions, items, strict=True)]
+
+    def _store_alone(self, decision: Analysis | Rejection, item: Incoming,
+                     mailbox: str | None) -> Outcome:
         try:
             try:
-                return self._store(decision, raw, source=source, mailbox=mailbox, also=also)
+                return self._store_in_transaction(decision, item, mailbox)
             except IntegrityError:
                 # Another worker stored the same message between our check and our commit.
-                return self._store(decision, raw, source=source, mailbox=mailbox, also=also)
+                return self._store_in_transaction(decision, item, mailbox)
         except (OperationalError, SAInterfaceError) as exc:
             raise TemporaryFailure(f"database unavailable: {describe_db_error(exc)}") from exc
         except DBAPIError as exc:
             reason = f"cannot be stored: {describe_db_error(exc)}"
-            log.error("message.store_failed", source=source, reason=reason)
+            log.error("message.store_failed", source=item.source, reason=reason)
         rejection = Rejection(decision.raw_sha256, decision.key, reason)
         try:
-            return self._store(rejection, raw, source=source, mailbox=mailbox, also=also)
+            return self._store_in_transaction(rejection, item, mailbox)
         except DBAPIError as exc:
             raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
 
-    def _store(self, decision: Analysis | Rejection, raw: bytes, *, source: str,
-               mailbox: str | None, also: SessionHook | None) -> Outcome:
-        now = self.clock.now()
+    def _store_in_transaction(self, decision: Analysis | Rejection, item: Incoming,
+                              mailbox: str | None) -> Outcome:
         with self.db.transaction() as session:
-            existing = writes.find_message_by_key(session, decision.key)
-            if existing is not None:
-                outcome = Outcome(OutcomeKind.DUPLICATE, decision.key, existing.message_id,
-                                  ticket_number=existing.ticket_id)
-            elif isinstance(decision, Rejection):
-                entry = writes.quarantine(session, raw, decision.raw_sha256, decision.key,
-                                          decision.reason, source=source, now=now)
-                outcome = Outcome(OutcomeKind.QUARANTINED, decision.key,
-                                  quarantine_id=entry.id, reason=decision.reason)
-            else:
-                outcome = self._store_analysis(session, decision, raw, source=source,
-                                               mailbox=mailbox, now=now)
-            if also is not None:
-                also(session)
-        _log_outcome(outcome, source)
+            return self._store(session, decision, item, mailbox)
+
+    def _store(self, session: Session, decision: Analysis | Rejection, item: Incoming,
+               mailbox: str | None) -> Outcome:
+        now = self.clock.now()
+        existing = writes.find_message_by_key(session, decision.key)
+        if existing is not None:
+            outcome = Outcome(OutcomeKind.DUPLICATE, decision.key, existing.message_id,
+                              ticket_number=existing.ticket_id)
+        elif isinstance(decision, Rejection):
+            entry = writes.quarantine(session, item.raw, decision.raw_sha256, decision.key,
+                                      decision.reason, source=item.source, now=now)
+            outcome = Outcome(OutcomeKind.QUARANTINED, decision.key,
+                              quarantine_id=entry.id, reason=decision.reason)
+        else:
+            outcome = self._store_analysis(session, decision, item.raw, source=item.source,
+                                           mailbox=mailbox, now=now)
+        if item.also is not None:
+            item.also(session)
         return outcome
 
     def _store_analysis(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from sqlmodel import Session
@@ -16,7 +16,7 @@ from tenacity import (
 )
 
 from mailbot.clock import Clock
-from mailbot.ingest import Ingestor, Outcome, TemporaryFailure
+from mailbot.ingest import Incoming, Ingestor, Outcome, TemporaryFailure
 from mailbot.mail.imap import (
     PROCESSED_KEYWORD,
     FetchedMessage,
@@ -41,6 +41,7 @@ class MailboxPlan:
     processed_folder: str | None = "Processed"
     quarantine_folder: str = "Quarantine"
     batch_size: int = 100
+    commit_every: int = 25  # messages sharing a database transaction
 
 
 @dataclass(slots=True)
@@ -55,10 +56,8 @@ class PassReport:
     quarantined: int = 0
     acked: int = 0
     error: str | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
         if outcome.quarantined:
             self.quarantined += 1
         elif outcome.kind == "duplicate":
@@ -165,19 +164,29 @@ class MailboxPoller:
 
     def _ingest_batch(self, conn: ImapConnection, fetched: list[FetchedMessage],
                       uidvalidity: int, report: PassReport) -> None:
+        """Store a fetched batch, sharing commits; ack exactly what has been committed."""
         processed: list[int] = []
         quarantined: list[int] = []
+        uids: dict[int, int] = {}
+
+        def stored(item: Incoming, outcome: Outcome) -> None:
+            report.count(outcome)
+            (quarantined if outcome.quarantined else processed).append(uids[id(item)])
+
+        items: list[Incoming] = []
+        for message in fetched:
+            if self._stop():
+                break
+            item = Incoming(message.raw,
+                            f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
+                            _advance(self.plan.name, uidvalidity, message.uid))
+            uids[id(item)] = message.uid
+            items.append(item)
         try:
-            for message in fetched:
+            for chunk in _chunks(items, self.plan.commit_every):
                 if self._stop():
                     break
-                outcome = self.ingestor.ingest(
-                    message.raw,
-                    source=f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
-                    mailbox=self.plan.name,
-                    also=_advance(self.plan.name, uidvalidity, message.uid))
-                report.count(outcome)
-                (quarantined if outcome.quarantined else processed).append(message.uid)
+                self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored)
         finally:
             self._ack(conn, processed, quarantined)
             report.acked += len(processed) + len(quarantined)
@@ -215,6 +224,10 @@ class MailboxPoller:
                 session.add(state)
         except Exception as exc:
             log.error("mailbox.state_not_saved", mailbox=self.plan.name, error=str(exc))
+
+
+def _chunks(items: list[Incoming], size: int) -> list[list[Incoming]]:
+    return [items[start:start + size] for start in range(0, len(items), max(1, size))]
 
 
 def _never() -> bool:

@@ -6,13 +6,14 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlmodel import select
+import pytest
+from sqlmodel import Session, select
 
 from mailbot.app import sla_book
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
 from mailbot.identify import CustomerDirectory, CustomerRecord, compile_patterns
-from mailbot.ingest import Ingestor, OutcomeKind
+from mailbot.ingest import Incoming, Ingestor, Outcome, OutcomeKind
 from mailbot.pipeline import DefaultSeverity, IngestPolicy
 from mailbot.quarantine import replay
 from mailbot.store import Database, writes
@@ -198,3 +199,59 @@ def test_replay_of_a_still_broken_message_keeps_it_held(db: Database) -> None:
     with db.session() as session:
         entry = session.get(QuarantineEntry, first.quarantine_id)
         assert entry is not None and (entry.status, entry.attempts) == ("held", 2)
+
+
+def _customer_mails(count: int) -> list[bytes]:
+    return [mail(subject=f"Question {n}", message_id=f"<batch{n}@customer.example>")
+            for n in range(count)]
+
+
+def test_messages_sharing_a_transaction_are_reported_once_committed(db: Database) -> None:
+    """A batch commits once; every message is reported, and only after that commit."""
+    committed_when_reported: list[int] = []
+
+    def stored(item: Incoming, outcome: Outcome) -> None:
+        with db.session() as session:  # a separate connection sees only committed rows
+            committed_when_reported.append(len(session.exec(select(Ticket)).all()))
+
+    items = [Incoming(raw, f"test:{n}") for n, raw in enumerate(_customer_mails(3))]
+    ingestor(db).ingest_many(items, stored=stored)
+    assert committed_when_reported == [3, 3, 3]
+
+
+def test_a_failing_batch_is_stored_again_one_message_a_transaction(db: Database) -> None:
+    """A transient error in a shared transaction loses and doubles nothing."""
+    failures = ["once"]
+
+    def fails_once(session: Session) -> None:
+        if failures:
+            failures.pop()
+            raise ValueError("a fault in the middle of the batch")
+
+    reported: list[tuple[str, OutcomeKind]] = []
+    raws = _customer_mails(3)
+    items = [Incoming(raws[0], "a"), Incoming(raws[1], "b", fails_once), Incoming(raws[2], "c")]
+    ingestor(db).ingest_many(items, stored=lambda item, o: reported.append((item.source, o.kind)))
+    assert reported == [("a", OutcomeKind.TICKET), ("b", OutcomeKind.TICKET),
+                        ("c", OutcomeKind.TICKET)]
+    with db.session() as session:
+        assert sorted(t.subject for t in session.exec(select(Ticket)).all()) == [
+            "Question 0", "Question 1", "Question 2"]
+        assert len(session.exec(select(Message)).all()) == 3
+
+
+def test_a_message_that_keeps_failing_stops_after_the_ones_before_it(db: Database) -> None:
+    """Replayed alone, the messages before a failing one are committed and reported; the
+    failing one leaves nothing behind and the error reaches the caller."""
+    def always_fails(session: Session) -> None:
+        raise ValueError("this message cannot be handled")
+
+    reported: list[str] = []
+    raws = _customer_mails(3)
+    items = [Incoming(raws[0], "a"), Incoming(raws[1], "b", always_fails),
+             Incoming(raws[2], "c")]
+    with pytest.raises(ValueError, match="cannot be handled"):
+        ingestor(db).ingest_many(items, stored=lambda item, _: reported.append(item.source))
+    assert reported == ["a"]
+    with db.session() as session:
+        assert [t.subject for t in session.exec(select(Ticket)).all()] == ["Question 0"]
