@@ -4,6 +4,7 @@ Sri Lanka Time (UTC+05:30)`."""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime, get_timezone_name
@@ -28,7 +29,13 @@ def zone_label(zone: tzinfo, at: datetime) -> str:
         return utc_offset(at.astimezone(zone))
     if zone.key in ("UTC", "Etc/UTC", "Etc/GMT"):
         return "UTC"
-    return f"{get_timezone_name(zone, locale=LOCALE)} ({utc_offset(at.astimezone(zone))})"
+    return f"{_zone_name(zone)} ({utc_offset(at.astimezone(zone))})"
+
+
+@lru_cache(maxsize=64)
+def _zone_name(zone: ZoneInfo) -> str:
+    """The zone's generic name (`Sri Lanka Time`): the same at any moment, so looked up once."""
+    return get_timezone_name(zone, locale=LOCALE)
 
 
 def local_moment(at: datetime, zone: tzinfo) -> str:
