@@ -1,0 +1,176 @@
+"""Ingestion throughput of mailbot against the floor, measured in the same run.
+
+    .venv/bin/python bench/ingest.py [--count 10000] [--rounds 3] [--database postgresql]
+
+N synthetic support mails (2-20 KB, a third multipart/alternative, 5 % with a 200 KB file,
+15 % customers' answers threaded on an earlier ticket's auto-reply) are appended once to a
+folder of a throwaway Dovecot. Each round copies them to INBOX and times one contender
+draining it, floor and mailbot alternating:
+
+- floor: bench/floor.py, the least any ingester must do (FETCH in batches of 100,
+  mail-parser, one SQLite row per message, a commit per 100);
+- mailbot: `mailbot poll` with the shipped configuration, rules, templates, calendars and
+  notices: tickets and follow-ups stored, every auto-reply delivered to an SMTP server on
+  loopback (with --notify-agents, the agents' notifications too), and each message moved
+  to Processed after its commit.
+
+Both run as their own process and are timed from start to exit. Prints messages/s per round,
+the medians and the ratio mailbot/floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import support_mails
+
+from mailbot.conversation.ids import ThreadSigner
+from mailbot.testing import DovecotServer, SmtpCapture, throwaway_database
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SECRET = "b3f1c0ffee5eed0fb3f1c0ffee5eed0f"
+SOURCE_FOLDER = "Source"
+DOMAIN = "example.test"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--notify-agents", action="store_true",
+                        help="also tell the agents of every new ticket and customer answer")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        dovecot = stack.enter_context(DovecotServer(mail_location="sdbox:~/sdbox"))
+        smtp = stack.enter_context(SmtpCapture())
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mbbench-")))
+        signer = ThreadSigner(SECRET.encode())
+        started = time.perf_counter()
+        appended = dovecot.append_many(SOURCE_FOLDER, support_mails(
+            args.count, reply_id=lambda n: signer.new_id(n, "auto_reply", DOMAIN)))
+        print(f"appended {appended} mails in {time.perf_counter() - started:.1f} s")
+        floor_rates: list[float] = []
+        mailbot_rates: list[float] = []
+        for number in range(1, args.rounds + 1):
+            refill(dovecot)
+            seconds = run_floor(dovecot, work / f"floor-{number}.db", appended)
+            floor_rates.append(appended / seconds)
+            print(f"round {number} floor:   {appended / seconds:7.1f} messages/s "
+                  f"({seconds:.1f} s)", flush=True)
+            refill(dovecot)
+            with ExitStack() as round_stack:
+                url = (round_stack.enter_context(throwaway_database())
+                       if args.database == "postgresql"
+                       else f"sqlite:///{work / f'mailbot-{number}.db'}")
+                seconds = run_mailbot(dovecot, smtp, work / f"round-{number}", url, appended,
+                                      notify_agents=args.notify_agents)
+            mailbot_rates.append(appended / seconds)
+            print(f"round {number} mailbot: {appended / seconds:7.1f} messages/s "
+                  f"({seconds:.1f} s, {args.database})", flush=True)
+    floor, mailbot = statistics.median(floor_rates), statistics.median(mailbot_rates)
+    print(f"median floor {floor:.1f} messages/s, mailbot ({args.database}) {mailbot:.1f} "
+          f"messages/s: ratio {mailbot / floor:.2f}")
+
+
+def refill(dovecot: DovecotServer) -> None:
+    """INBOX holds exactly the source mails again, and Processed is empty."""
+    client = dovecot.client()
+    try:
+        for folder in ("INBOX", "Processed", "Quarantine"):
+            if client.folder_exists(folder):
+                client.select_folder(folder)
+                uids = client.search(["ALL"])
+                if uids:
+                    client.delete_messages(uids)
+                    client.expunge()
+        client.select_folder(SOURCE_FOLDER, readonly=True)
+        client.copy(client.search(["ALL"]), "INBOX")
+    finally:
+        client.logout()
+
+
+def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, timeout=3600, check=False)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command[:4])} failed:\n{result.stderr.decode()[-3000:]}")
+    return seconds, result
+
+
+def run_floor(dovecot: DovecotServer, database: Path, expected: int) -> float:
+    seconds, result = timed([sys.executable, str(BENCH / "floor.py"), dovecot.host,
+                             str(dovecot.port), dovecot.username, dovecot.password, "INBOX",
+                             str(database)])
+    stored = int(result.stdout)
+    assert stored == expected, f"floor stored {stored} of {expected}"
+    return seconds
+
+
+def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
+                expected: int, *, notify_agents: bool) -> float:
+    work.mkdir()
+    config_file = work / "config.yaml"
+    config_file.write_text(yaml.safe_dump(mailbot_config(dovecot, smtp, work, url,
+                                                         notify_agents=notify_agents)))
+    mailbot = [sys.executable, "-m", "mailbot", "--config", str(config_file)]
+    subprocess.run([*mailbot, "db", "upgrade"], check=True, capture_output=True, timeout=300)
+    before = len(smtp.messages)
+    seconds, result = timed([*mailbot, "poll", "--json"])
+    (report,) = json.loads(result.stdout)
+    tickets, follow_ups = report["tickets"], report["follow_ups"]
+    assert tickets + follow_ups == expected and report["quarantined"] == 0, report
+    assert dovecot.count("INBOX") == 0
+    sent = smtp.messages[before:]
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        outbox = dict(connection.execute(text(
+            "SELECT status, count(*) FROM outbox GROUP BY status")).all())
+        replies = connection.execute(text(
+            "SELECT count(*) FROM outbox WHERE kind = 'auto_reply'")).scalar_one()
+    engine.dispose()
+    assert set(outbox) == {"sent"} and outbox["sent"] == len(sent), (outbox, len(sent))
+    print(f"  {tickets} tickets, {follow_ups} follow-ups, {replies} auto-replies "
+          f"({tickets - replies} held back by the per-sender limit), {len(sent)} mails "
+          f"delivered", flush=True)
+    return seconds
+
+
+def mailbot_config(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str, *,
+                   notify_agents: bool) -> dict[str, Any]:
+    """The shipped example configuration, pointed at the loopback servers."""
+    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    config["mailboxes"] = [{"name": "support", "imap": {
+        "host": dovecot.host, "port": dovecot.port, "security": "none",
+        "username": dovecot.username, "password": dovecot.password}}]
+    config["smtp"] = {"host": smtp.host, "port": smtp.port, "security": "none",
+                      "from": f"Example Support <support@{DOMAIN}>"}
+    config["database"] = {"url": url}
+    config["storage"] = {"dir": str(work)}
+    config["rules"]["path"] = str(ROOT / "rules")
+    config["agents"] = {"domains": [DOMAIN],
+                        "notify": [f"team@{DOMAIN}"] if notify_agents else []}
+    config["escalation"].update(level1=[f"team@{DOMAIN}"], level3=[f"product@{DOMAIN}"])
+    config["secret_key"] = SECRET
+    config["logging"] = {"format": "json", "level": "warning"}
+    return config
+
+
+if __name__ == "__main__":
+    main()
