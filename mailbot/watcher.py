@@ -58,28 +58,36 @@ class SlaWatcher:
         self.signer = signer
         self.clock = clock
 
-    def run_once(self, limit: int = 10_000) -> WatchReport:
+    def run_once(self, page: int = 500) -> WatchReport:
+        """Check every open ticket, `page` at a time, and send what each has earned."""
         now = self.clock.now()
         report = WatchReport()
-        with self.db.session() as session:
-            tickets = session.exec(select(Ticket).where(
-                col(Ticket.status) != "resolved",
-                or_(col(Ticket.first_response_at).is_(None),
-                    col(Ticket.resolution_due).is_not(None)))
-                .order_by(col(Ticket.id)).limit(limit)).all()
-            sent = set(session.exec(
-                select(EscalationRecord.ticket_id, EscalationRecord.level)
-                .join(Ticket, col(Ticket.id) == col(EscalationRecord.ticket_id))
-                .where(col(Ticket.status) != "resolved")).all())
-        for ticket in tickets:
-            report.checked += 1
-            earned = [e for e in escalations_due(_clock_of(ticket), now, self._calendar(ticket),
-                                                 self.policy.warn_at)
-                      if (ticket.id, e.level) not in sent]
-            for escalation in earned:
-                if self._escalate(ticket.id or 0, escalation, now):
-                    report.escalated += 1
-        return report
+        after = 0
+        while True:
+            with self.db.session() as session:
+                tickets = session.exec(select(Ticket).where(
+                    col(Ticket.id) > after,
+                    col(Ticket.status) != "resolved",
+                    or_(col(Ticket.first_response_at).is_(None),
+                        col(Ticket.resolution_due).is_not(None)))
+                    .order_by(col(Ticket.id)).limit(page)).all()
+                if not tickets:
+                    return report
+                after = tickets[-1].id or after
+                sent = set(session.exec(
+                    select(EscalationRecord.ticket_id, EscalationRecord.level)
+                    .where(col(EscalationRecord.ticket_id).in_([t.id for t in tickets]))).all())
+            for ticket in tickets:
+                report.checked += 1
+                earned = [e for e in escalations_due(_clock_of(ticket), now,
+                                                     self._calendar(ticket),
+                                                     self.policy.warn_at)
+                          if (ticket.id, e.level) not in sent]
+                for escalation in earned:
+                    if self._escalate(ticket.id or 0, escalation, now):
+                        report.escalated += 1
+            if len(tickets) < page:
+                return report
 
     def _calendar(self, ticket: Ticket) -> BusinessCalendar:
         return self.sla.calendar_of(ticket.sla_policy)

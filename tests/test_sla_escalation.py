@@ -112,3 +112,32 @@ def test_the_watcher_mails_each_level_once_at_its_time(tmp_path: Path, db: Datab
         kinds = session.exec(select(OutboxMail.kind).order_by(col(OutboxMail.id))).all()
         assert kinds == ["auto_reply", "notification", "escalation", "escalation", "escalation"]
         assert len(session.exec(select(Event).where(col(Event.kind) == "escalated")).all()) == 3
+
+
+def test_the_watcher_checks_every_open_ticket_page_by_page(tmp_path: Path,
+                                                           db: Database) -> None:
+    """More open tickets than a page holds: the last one is escalated too."""
+    settings = settings_from_mapping({
+        "smtp": {"transport": "file", "dir": str(tmp_path / "out"),
+                 "from": "Support <support@example.test>"},
+        "escalation": {"level1": ["lead@example.test"]},
+        "sla": {"calendars": {"colombo": COLOMBO_CONFIG}, "policies": {"standard": {
+            "calendar": "colombo", "targets": {
+                "P1": {"response": "1 working day", "resolution": "2 working days"}}}}},
+        "secret_key": "k" * 32}, tmp_path)
+    clock = FrozenClock(colombo(23, 10))
+    app = App(settings, db, clock, DefaultSeverity("P1"))
+    ingestor = app.ingestor()
+    for n in range(7):
+        ingestor.ingest(f"From: c{n}@customer.example\r\nTo: support@example.test\r\n"
+                        f"Subject: Down {n}\r\nMessage-ID: <p{n}@customer.example>\r\n\r\n"
+                        "Everything is down\r\n".encode(), source="t")
+    watcher = app.sla_watcher()
+    assert watcher is not None
+    clock.set(colombo(23, 16, 45))
+    report = watcher.run_once(page=3)
+    assert (report.checked, report.escalated) == (7, 7)
+    assert watcher.run_once(page=3).escalated == 0
+    with db.session() as session:
+        assert sorted(r.ticket_id for r in session.exec(select(EscalationRecord)).all()) == [
+            1, 2, 3, 4, 5, 6, 7]
