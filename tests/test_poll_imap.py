@@ -10,7 +10,13 @@ from sqlmodel import select
 from mailbot.clock import FrozenClock
 from mailbot.identify import CustomerDirectory, compile_patterns
 from mailbot.ingest import Ingestor
-from mailbot.mail.imap import PROCESSED_KEYWORD, ImapEndpoint, MailboxUnavailable
+from mailbot.mail import imap
+from mailbot.mail.imap import (
+    PROCESSED_KEYWORD,
+    ImapConnection,
+    ImapEndpoint,
+    MailboxUnavailable,
+)
 from mailbot.pipeline import DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
 from mailbot.store import Database
@@ -157,3 +163,22 @@ def test_ingestion_resumes_after_the_server_restarts(dovecot: DovecotServer,
     report = poller.run_pass()
     poller.close()
     assert report.tickets == 1 and len(ticket_subjects(db)) == 2
+
+
+def test_sizes_of_a_backlog_come_in_bounded_commands(
+        dovecot: DovecotServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked in commands of two UIDs each, the sizes of five messages all come back."""
+    dovecot.append_many("INBOX", [customer_mail(n) for n in range(5)])
+    monkeypatch.setattr(imap, "MAX_UIDS_PER_COMMAND", 2)
+    conn = ImapConnection(ImapEndpoint(host=dovecot.host, port=dovecot.port, security="none",
+                                       username=dovecot.username, password=dovecot.password,
+                                       timeout=5))
+    conn.open()
+    try:
+        conn.select("INBOX")
+        uids = conn.pending_uids(after_uid=0, keyword=None)
+        sizes = conn.sizes(uids)
+    finally:
+        conn.close()
+    assert sorted(sizes) == uids and len(uids) == 5
+    assert all(size == len(customer_mail(0)) for size in sizes.values())

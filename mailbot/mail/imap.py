@@ -20,6 +20,7 @@ log = structlog.get_logger("mailbot.imap")
 
 PROCESSED_KEYWORD = "$MailbotProcessed"
 MAX_BATCH_BYTES = 32 * 1024 * 1024
+MAX_UIDS_PER_COMMAND = 1000  # a command line of about 8 KB, well under servers' limits
 
 
 class MailboxUnavailable(Exception):
@@ -133,8 +134,14 @@ class ImapConnection:
         return sorted(int(u) for u in uids if int(u) > after_uid)
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
-        result = self._call(self.client.fetch, list(uids), ["RFC822.SIZE"])
-        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in result.items()}
+        """Each message's size; a backlog of any length is asked for in bounded commands."""
+        found: dict[int, int] = {}
+        for start in range(0, len(uids), MAX_UIDS_PER_COMMAND):
+            chunk = list(uids[start:start + MAX_UIDS_PER_COMMAND])
+            result = self._call(self.client.fetch, chunk, ["RFC822.SIZE"])
+            found.update((int(uid), int(data.get(b"RFC822.SIZE", 0)))
+                         for uid, data in result.items())
+        return found
 
     def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         result = self._call(self.client.fetch, list(uids), ["BODY.PEEK[]", "INTERNALDATE"])
