@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parseaddr
@@ -95,7 +96,8 @@ class App:
         return SlaWatcher(self.db, self.sla(), policy, self.renderer(), self.thread_signer(),
                           self.clock)
 
-    def outbox_sender(self) -> OutboxSender | None:
+    def outbox_sender(self, on_result: Callable[[str, str], None] | None = None,
+                      ) -> OutboxSender | None:
         """The sender for the configured transport; None without an `smtp` section."""
         smtp = self.settings.smtp
         if smtp is None:
@@ -110,7 +112,7 @@ class App:
                 smtp.host, smtp.port, smtp.security, username=smtp.username,
                 password=smtp.password.get_secret_value() if smtp.password else None,
                 timeout=smtp.timeout.total_seconds())
-        return OutboxSender(self.db, transport, self.clock)
+        return OutboxSender(self.db, transport, self.clock, on_result=on_result)
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
         shared = ingestor or self.ingestor()

@@ -18,6 +18,7 @@ from mailbot import quarantine as quarantine_ops
 from mailbot.cli_report import report_group
 from mailbot.cli_rules import rules_group
 from mailbot.cli_support import (
+    EX_CONFIG,
     EX_FAILURE,
     EX_NOINPUT,
     EX_TEMPFAIL,
@@ -63,18 +64,20 @@ def main(click_ctx: click.Context, config_path: Path) -> None:
 @main.command("run")
 @click.pass_obj
 def run_daemon(ctx: Context) -> None:
-    """The daemon: every mailbox at its poll interval until SIGTERM; SIGHUP reloads rules."""
-    from mailbot.daemon import Daemon
-    from mailbot.rules.book import RuleBook
+    """The daemon: every mailbox in IDLE (or polling), the outbox and the SLA watcher.
+
+    SIGTERM stops it cleanly; SIGHUP reloads rules, templates, calendars and notices.
+    """
+    from mailbot.service import build_service
 
     app = ctx.app()
     ingestor = ctx.ingestor(app)
-    rulebook = app.classifier if isinstance(app.classifier, RuleBook) else None
-    daemon = Daemon(app.pollers(ingestor),
-                    [m.poll_interval.total_seconds() for m in app.settings.mailboxes], rulebook,
-                    app.outbox_sender(), app.sla_watcher())
-    daemon.install_signal_handlers()
-    sys.exit(daemon.run())
+    try:
+        service = build_service(app, ingestor, ctx.config_path)
+    except OSError as exc:
+        fail(f"metrics.listen {app.settings.metrics.listen}: {exc}", EX_CONFIG)
+    service.daemon.install_signal_handlers()
+    sys.exit(service.run())
 
 
 @main.command()
@@ -419,6 +422,38 @@ def db_upgrade(ctx: Context) -> None:
     after = database.current_revision()
     click.echo(f"schema: {before or 'empty'} -> {after}" if before != after
                else f"schema already at {after}")
+
+
+@main.command()
+@with_json
+def health(ctx: Context) -> None:
+    """Exit 0 when every mailbox polled within its stall_after and the outbox drains."""
+    from mailbot.health import check_health
+    from mailbot.leases import Leases
+    from mailbot.service import stall_limits
+
+    app = ctx.app()
+    now = app.clock.now()
+    try:
+        report = check_health(app.db, stall_limits(app.settings), now)
+        leases = Leases(app.db, app.clock).all()
+    except (OperationalError, SAInterfaceError) as exc:
+        fail(f"database unavailable: {describe_db_error(exc)}", EX_TEMPFAIL)
+    data = {**report.as_dict(), "leases": [
+        {"name": lease.name, "holder": lease.holder, "expires_at": lease.expires_at.isoformat(),
+         "live": lease.expires_at > now} for lease in leases]}
+    lines = [("ok" if report.ok else "NOT OK")]
+    for mailbox in report.mailboxes:
+        last = mailbox.last_poll_at.isoformat(timespec="seconds") if mailbox.last_poll_at \
+            else "never"
+        lines.append(f"mailbox {mailbox.name}: {'STALLED' if mailbox.stalled else 'ok'}, "
+                     f"last successful poll {last}"
+                     + (f", last error: {mailbox.last_error}" if mailbox.last_error else ""))
+    lines.append(f"outbox: {report.outbox_queued} queued")
+    lines += [f"problem: {p}" for p in report.problems]
+    lines += [f"lease {lease.name}: {lease.holder}" for lease in leases if lease.expires_at > now]
+    ctx.emit(data, "\n".join(lines))
+    sys.exit(0 if report.ok else EX_FAILURE)
 
 
 @main.command()

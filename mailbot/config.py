@@ -115,6 +115,7 @@ class MailboxSettings(_Model):
     idle: bool = True
     poll_interval: Duration = timedelta(seconds=60)
     batch_size: int = Field(default=100, ge=1, le=1000)
+    stall_after: Duration = timedelta(minutes=10)
 
     @model_validator(mode="before")
     @classmethod
@@ -200,6 +201,14 @@ class SmtpSettings(_Model):
 class DatabaseSettings(_Model):
     url: str
     echo: bool = False
+    lease_ttl: Duration = timedelta(seconds=30)
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=3):
+            raise ValueError("must be at least 3s")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -427,6 +436,14 @@ class LoggingSettings(_Model):
 class MetricsSettings(_Model):
     enabled: bool = False
     listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
 
 
 class Settings(_Model):

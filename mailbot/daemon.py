@@ -1,4 +1,9 @@
-"""`mailbot run`: the long-running loop over every mailbox, with signals for stop and reload."""
+"""`mailbot run`: a thread per mailbox, one for the outbox, one for the SLA watcher.
+
+The main thread only supervises: reloads on SIGHUP (or when rule files change), pings the
+systemd watchdog while every loop is making progress, reports STATUS, and on SIGTERM stops
+the loops (each finishes the message in hand) within `STOP_WITHIN_S`.
+"""
 
 from __future__ import annotations
 
@@ -10,61 +15,60 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import structlog
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
+from mailbot.health import Heartbeats
 from mailbot.ingest import TemporaryFailure
-from mailbot.mail.imap import MailboxUnavailable
+from mailbot.leases import Leases
+from mailbot.mailbox_worker import MailboxWorker
+from mailbot.metrics import Metrics
+from mailbot.notify import Notifier
 from mailbot.outbox import OutboxSender
-from mailbot.poller import MailboxPoller
-from mailbot.rules.book import RuleBook
+from mailbot.stall import StallAlarm
 from mailbot.store.db import describe_db_error
 from mailbot.watcher import SlaWatcher
 
 log = structlog.get_logger("mailbot.daemon")
 
-MAX_BACKOFF_S = 300.0
-WAKE_EVERY_S = 1.0
-WATCH_EVERY_S = 30.0  # how often the SLA watcher looks at open tickets
-
-
-@dataclass
-class _Schedule:
-    """When a mailbox is next due, and how long to back off after a failure."""
-
-    due: float = 0.0
-    failures: int = 0
-    interval: float = 60.0
-
-    def succeeded(self, now: float) -> None:
-        self.failures = 0
-        self.due = now + self.interval
-
-    def failed(self, now: float) -> float:
-        self.failures += 1
-        delay = min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 10))
-        self.due = now + delay
-        return delay
+TICK_S = 1.0
+WATCH_EVERY_S = 30.0  # how often the SLA watcher and the stall alarm look
+HUNG_AFTER_S = 300.0  # a loop silent this long is hung: the watchdog is no longer fed
+STOP_WITHIN_S = 8.0
+STATUS_EVERY_S = 5.0
+WATCHER_LEASE = "sla-watcher"
 
 
 @dataclass
 class Daemon:
-    """Polls each mailbox on its interval until stopped; reloads rules on SIGHUP or change."""
+    """Runs the loops until stopped; see the module's docstring."""
 
-    pollers: Sequence[MailboxPoller]
-    intervals: Sequence[float]
-    rulebook: RuleBook | None = None
+    workers: Sequence[MailboxWorker]
     outbox: OutboxSender | None = None
     watcher: SlaWatcher | None = None
-    monotonic: Callable[[], float] = time.monotonic
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _reload: threading.Event = field(default_factory=threading.Event)
-    _next_watch: float = 0.0
+    stall_alarm: StallAlarm | None = None
+    reload: Callable[[], None] | None = None  # SIGHUP: rules, templates, calendars, notices
+    refresh: Callable[[], object] | None = None  # every tick: rules reloaded when files change
+    notifier: Notifier = field(default_factory=Notifier)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
+    leases: Leases | None = None
+    metrics: Metrics | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    hung_after: float = HUNG_AFTER_S
+    watch_every: float = WATCH_EVERY_S
+    _reload_requested: threading.Event = field(default_factory=threading.Event)
+    _mail_waiting: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _sent: int = 0
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self.stop.set()
 
     def request_reload(self) -> None:
-        self._reload.set()
+        self._reload_requested.set()
+
+    def mail_queued(self) -> None:
+        """Wake the outbox loop at once (called after each commit of ingested mail)."""
+        self._mail_waiting.set()
 
     def install_signal_handlers(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -78,63 +82,119 @@ class Daemon:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_reload)
 
+    def silent_loops(self) -> list[str]:
+        return self.heartbeats.silent(self.hung_after)
+
     def run(self) -> int:
-        schedules = [_Schedule(interval=i) for i in self.intervals]
-        log.info("daemon.started", mailboxes=[p.plan.name for p in self.pollers])
+        self._start_threads()
+        log.info("daemon.started", mailboxes=[w.name for w in self.workers],
+                 instance=self.leases.holder if self.leases else None,
+                 watchdog_s=self.notifier.watchdog_s)
+        self.notifier.ready(self._status())
+        code = 0
+        last_status = time.monotonic()
+        hung_reported: list[str] = []
         try:
-            while not self._stop.is_set():
-                self._reload_rules()
-                for poller, schedule in zip(self.pollers, schedules, strict=True):
-                    if self._stop.is_set():
-                        break
-                    if self.monotonic() >= schedule.due:
-                        self._work(poller, schedule)
-                self._watch_slas()
-                self._flush_outbox()
-                next_due = min((s.due for s in schedules), default=self.monotonic() + 60)
-                self._stop.wait(max(0.0, min(WAKE_EVERY_S, next_due - self.monotonic())))
+            while not self.stop.wait(TICK_S):
+                self._reload_if_asked()
+                dead = [t.name for t in self._threads if not t.is_alive()]
+                if dead:
+                    log.error("daemon.loop_died", loops=dead)
+                    code = 1
+                    break
+                silent = self.silent_loops()
+                if not silent:
+                    self.notifier.watchdog()
+                elif silent != hung_reported:
+                    log.error("daemon.loop_hung", loops=silent,
+                              detail=f"no progress for {self.hung_after:.0f} s; the watchdog "
+                              "is no longer fed")
+                hung_reported = silent
+                if time.monotonic() - last_status >= STATUS_EVERY_S:
+                    self.notifier.status(self._status())
+                    last_status = time.monotonic()
         finally:
-            for poller in self.pollers:
-                poller.close()
-        log.info("daemon.stopped")
-        return 0
+            self.notifier.stopping()
+            self.stop.set()
+            self._join()
+        log.info("daemon.stopped", exit_code=code)
+        return code
 
-    def _work(self, poller: MailboxPoller, schedule: _Schedule) -> None:
-        try:
-            poller.run_pass(stop=self._stop.is_set)
-        except (MailboxUnavailable, TemporaryFailure) as exc:
-            delay = schedule.failed(self.monotonic())
-            log.error("mailbox.unavailable", mailbox=poller.plan.name, error=str(exc),
-                      retry_in_s=delay)
-            return
-        schedule.succeeded(self.monotonic())
+    def _start_threads(self) -> None:
+        loops: list[tuple[str, Callable[[], None]]] = [
+            (f"mailbox:{w.name}", w.run) for w in self.workers]
+        if self.outbox is not None:
+            loops.append(("outbox", self._outbox_loop))
+        if self.watcher is not None or self.stall_alarm is not None:
+            loops.append(("watch", self._watch_loop))
+        for name, body in loops:
+            self.heartbeats.beat(name)
+            thread = threading.Thread(target=body, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
-    def _watch_slas(self) -> None:
-        if self.watcher is None or self._stop.is_set() or \
-                self.monotonic() < self._next_watch:
-            return
-        self._next_watch = self.monotonic() + WATCH_EVERY_S
+    def _join(self) -> None:
+        deadline = time.monotonic() + STOP_WITHIN_S
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [t.name for t in self._threads if t.is_alive()]
+        if late:
+            log.warning("daemon.loops_abandoned", loops=late,
+                        detail="still in a network call; their work is not committed and "
+                        "will be redone")
+
+    def _reload_if_asked(self) -> None:
         try:
-            self.watcher.run_once()
-        except OperationalError as exc:
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                if self.reload is not None:
+                    self.reload()
+            elif self.refresh is not None:
+                self.refresh()
+        except Exception as exc:  # a reload must never take the daemon down
+            log.error("daemon.reload_failed", error=repr(exc), exc_info=exc)
+
+    def _outbox_loop(self) -> None:
+        assert self.outbox is not None
+        while not self.stop.is_set():
+            self.heartbeats.beat("outbox")
+            self._mail_waiting.clear()
+            try:
+                report = self.outbox.flush(stop=self.stop.is_set, stop_after_deferral=True)
+                self._sent += report.sent
+            except TemporaryFailure as exc:
+                log.error("outbox.unavailable", error=str(exc))
+            except SQLAlchemyError as exc:
+                log.error("outbox.unavailable", error=describe_db_error(exc))
+            except Exception as exc:
+                log.error("outbox.failed_flush", error=repr(exc), exc_info=exc)
+            self._mail_waiting.wait(TICK_S)
+
+    def _watch_loop(self) -> None:
+        next_watch = 0.0
+        while not self.stop.is_set():
+            self.heartbeats.beat("watch")
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + self.watch_every
+                self._watch_once()
+            self.stop.wait(TICK_S)
+
+    def _watch_once(self) -> None:
+        try:
+            if self.leases is not None and not self.leases.hold(WATCHER_LEASE):
+                return
+            if self.watcher is not None:
+                report = self.watcher.run_once()
+                if self.metrics is not None and report.escalated:
+                    self.metrics.escalations.inc(report.escalated)
+            if self.stall_alarm is not None:
+                self.stall_alarm.check()
+        except SQLAlchemyError as exc:
             log.error("sla.watcher_unavailable", error=describe_db_error(exc))
+        except Exception as exc:
+            log.error("sla.watcher_failed", error=repr(exc), exc_info=exc)
 
-    def _flush_outbox(self) -> None:
-        if self.outbox is None or self._stop.is_set():
-            return
-        try:
-            self.outbox.flush()
-        except TemporaryFailure as exc:
-            log.error("outbox.unavailable", error=str(exc))
-        except OperationalError as exc:
-            log.error("outbox.unavailable", error=describe_db_error(exc))
-
-    def _reload_rules(self) -> None:
-        if self.rulebook is None:
-            self._reload.clear()
-            return
-        if self._reload.is_set():
-            self._reload.clear()
-            self.rulebook.reload()
-        else:
-            self.rulebook.reload_if_changed()
+    def _status(self) -> str:
+        states = ", ".join(f"{w.name} {w.state}" for w in self.workers) or "no mailboxes"
+        tickets = sum(w.tickets for w in self.workers)
+        return f"{states}; {tickets} tickets and {self._sent} mails sent since start"

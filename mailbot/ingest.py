@@ -57,6 +57,7 @@ class Outcome:
     ticket_number: int | None = None
     quarantine_id: int | None = None
     reason: str | None = None
+    auto_reply: str | None = None  # "queued", or why no auto-reply was sent
 
     @property
     def quarantined(self) -> bool:
@@ -205,9 +206,10 @@ class Ingestor:
                 not self.conversation.correspondence.may_reopen(ticket, now):
             parent, ticket = ticket.id, None
         if ticket is None or self.conversation is None:
-            ticket = self._new_ticket(session, analysis, raw, source=source, mailbox=mailbox,
-                                      now=now, parent_id=parent)
-            return Outcome(OutcomeKind.TICKET, analysis.key, message_id, ticket_number=ticket.id)
+            ticket, auto_reply = self._new_ticket(session, analysis, raw, source=source,
+                                                  mailbox=mailbox, now=now, parent_id=parent)
+            return Outcome(OutcomeKind.TICKET, analysis.key, message_id, ticket_number=ticket.id,
+                           auto_reply=auto_reply)
         handle = self.conversation.correspondence
         if route.kind is RouteKind.AGENT_REPLY:
             handle.agent_reply(session, ticket, analysis, raw, source=source, now=now)
@@ -236,7 +238,8 @@ class Ingestor:
         return route, ticket
 
     def _new_ticket(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
-                    mailbox: str | None, now: datetime, parent_id: int | None) -> Ticket:
+                    mailbox: str | None, now: datetime,
+                    parent_id: int | None) -> tuple[Ticket, str | None]:
         dues = self._dues(analysis, now)
         ticket = writes.create_ticket(session, analysis, raw, source=source, mailbox=mailbox,
                                       now=now, dues=dues, parent_id=parent_id)
@@ -247,13 +250,15 @@ class Ingestor:
             writes.add_event(session, parent_id, now, "follow_up_ticket", child=ticket.id)
         writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
         auto_reply = "auto-replies are off"
+        status: str | None = None
         if self.replier is not None:
             row, reason = self.replier.after_new_ticket(session, ticket, analysis, dues, now)
             auto_reply = f"sent to {ticket.requester}" if row is not None else f"not sent: {reason}"
+            status = "queued" if row is not None else reason
         if self.conversation is not None:
             self.conversation.correspondence.announce(session, ticket, analysis, dues,
                                                       auto_reply, now)
-        return ticket
+        return ticket, status
 
     def _dues(self, analysis: Analysis, received: datetime) -> Dues | None:
         if self.sla is None:

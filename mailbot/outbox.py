@@ -41,8 +41,10 @@ class OutboxSender:
 
     def __init__(self, db: Database, transport: Transport, clock: Clock, *,
                  tries_per_flush: int = 3, first_wait: float = 0.5, max_wait: float = 4.0,
-                 max_attempts: int = MAX_ATTEMPTS) -> None:
+                 max_attempts: int = MAX_ATTEMPTS,
+                 on_result: Callable[[str, str], None] | None = None) -> None:
         self.db = db
+        self.on_result = on_result  # (kind, "sent" | "deferred" | "failed"), for metrics
         self.transport = transport
         self.clock = clock
         self.tries_per_flush = tries_per_flush
@@ -50,12 +52,15 @@ class OutboxSender:
         self.max_wait = max_wait
         self.max_attempts = max_attempts
 
-    def flush(self, limit: int = 500) -> FlushReport:
+    def flush(self, limit: int = 500, *, stop: Callable[[], bool] | None = None,
+              stop_after_deferral: bool = False) -> FlushReport:
         """Send what is due, at most `limit` mails, over one SMTP session.
 
         Due mails are listed a page at a time; each is then claimed again by its id and sent
         in a transaction of its own, so a crash can repeat at most the mail in hand, and an
-        instance skips what another holds.
+        instance skips what another holds. `stop` is asked between mails; with
+        `stop_after_deferral` the flush ends at the first mail the server would not take
+        now (it is probably down; the daemon comes back on its next tick).
         """
         report = FlushReport()
         try:
@@ -64,6 +69,9 @@ class OutboxSender:
                 if not page:
                     break
                 for outbox_id in page:
+                    if (stop is not None and stop()) or \
+                            (stop_after_deferral and report.deferred):
+                        return report
                     with self.db.transaction() as session:
                         row = self._claim(session, outbox_id)
                         if row is not None:
@@ -122,6 +130,7 @@ class OutboxSender:
             else:
                 row.next_attempt_at = now + min(MAX_DELAY, timedelta(minutes=2 ** row.attempts))
                 report.deferred += 1
+                self._report(row.kind, "deferred")
                 log.warning("outbox.deferred", outbox_id=row.id, ticket=row.ticket_id,
                             message_id=row.message_id, error=str(exc),
                             next_attempt=row.next_attempt_at.isoformat())
@@ -139,10 +148,16 @@ class OutboxSender:
             add_event(session, row.ticket_id, now, "mail_sent", mail_kind=row.kind,
                       message_id=row.message_id, to=list(row.recipients))
         report.sent += 1
+        self._report(row.kind, "sent")
         log.info("outbox.sent", outbox_id=row.id, ticket=row.ticket_id,
                  message_id=row.message_id, kind=row.kind)
 
+    def _report(self, kind: str, result: str) -> None:
+        if self.on_result is not None:
+            self.on_result(kind, result)
+
     def _fail(self, session: Session, row: OutboxMail, now: datetime, reason: str) -> None:
+        self._report(row.kind, "failed")
         row.status, row.last_error = "failed", reason
         session.add(row)
         if row.ticket_id is not None:

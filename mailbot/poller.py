@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from sqlmodel import Session
@@ -94,6 +95,36 @@ class MailboxPoller:
         self._connect = connect
         self._conn: ImapConnection | None = None
         self._stop: Callable[[], bool] = _never
+        self._highest_seen = 0  # the highest UID in the folder when the last pass searched
+        # Told of each message once its transaction has committed, and after each commit.
+        self.on_stored: Callable[[Outcome, datetime | None], None] | None = None
+        self.on_commit: Callable[[], None] | None = None
+
+    def supports_idle(self) -> bool:
+        """Whether the server offers IDLE (asked on the open connection)."""
+        return self._connection().has("IDLE")
+
+    def wait_for_mail(self, seconds: float, stop: Callable[[], bool]) -> bool:
+        """IDLE on the folder of the last pass for up to `seconds`; True when mail arrived.
+
+        Mail that arrived while the pass ran is found by a search first; news of mail after
+        that search comes with IDLE's start or during it, so nothing waits for the renewal.
+        """
+        if self._conn is None:
+            raise MailboxUnavailable("not connected")
+        try:
+            self._conn.forget_announcements()
+            waiting = self._conn.uids_after(self._highest_seen)
+            if waiting:
+                log.debug("mailbox.arrived_during_pass", mailbox=self.plan.name, uids=waiting)
+                return True
+            arrived = self._conn.idle_wait(seconds, stop)
+            log.debug("mailbox.idle_ended", mailbox=self.plan.name, arrived=arrived,
+                      after_uid=self._highest_seen)
+            return arrived
+        except MailboxUnavailable:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._conn is not None:
@@ -152,6 +183,7 @@ class MailboxPoller:
         last_uid = self._check_uidvalidity(uidvalidity)
         keyword = None if plan.processed_folder else PROCESSED_KEYWORD
         uids = conn.pending_uids(after_uid=last_uid, keyword=keyword)
+        self._highest_seen = max([conn.uid_next - 1, *uids])
         if not uids:
             return
         sizes = conn.sizes(uids)
@@ -167,11 +199,14 @@ class MailboxPoller:
         """Store a fetched batch, sharing commits; ack exactly what has been committed."""
         processed: list[int] = []
         quarantined: list[int] = []
-        uids: dict[int, int] = {}
+        uids: dict[int, FetchedMessage] = {}
 
         def stored(item: Incoming, outcome: Outcome) -> None:
             report.count(outcome)
-            (quarantined if outcome.quarantined else processed).append(uids[id(item)])
+            message = uids[id(item)]
+            (quarantined if outcome.quarantined else processed).append(message.uid)
+            if self.on_stored is not None:
+                self.on_stored(outcome, message.internal_date)
 
         items: list[Incoming] = []
         for message in fetched:
@@ -180,13 +215,15 @@ class MailboxPoller:
             item = Incoming(message.raw,
                             f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
                             _advance(self.plan.name, uidvalidity, message.uid))
-            uids[id(item)] = message.uid
+            uids[id(item)] = message
             items.append(item)
         try:
             for chunk in _chunks(items, self.plan.commit_every):
                 if self._stop():
                     break
                 self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored)
+                if self.on_commit is not None:
+                    self.on_commit()
         finally:
             self._ack(conn, processed, quarantined)
             report.acked += len(processed) + len(quarantined)
@@ -220,6 +257,7 @@ class MailboxPoller:
                     name=self.plan.name)
                 if error is None:
                     state.last_poll_at = self.clock.now()
+                    state.stall_alerted_at = None
                 state.last_error = error
                 session.add(state)
         except Exception as exc:

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's dovecot-imapd, mailbot with its test extra in .venv),
+# Installs what the tests need (Debian's dovecot-imapd and systemd's systemd-analyze, mailbot
+# with its test extra in .venv),
 # checks lint and types, and runs the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if [ ! -x /usr/sbin/dovecot ]; then
-  echo "Installing dovecot-imapd from Debian's packages..."
+missing=()
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing ${missing[*]} from Debian's packages..."
   echo 'man-db man-db/auto-update boolean false' | as_root debconf-set-selections || true
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    dovecot-imapd >/dev/null
+    "${missing[@]}" >/dev/null
 fi
 
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then

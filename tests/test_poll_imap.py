@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -182,3 +184,56 @@ def test_sizes_of_a_backlog_come_in_bounded_commands(
         conn.close()
     assert sorted(sizes) == uids and len(uids) == 5
     assert all(size == len(customer_mail(0)) for size in sizes.values())
+
+
+def test_idle_sees_mail_that_arrived_in_the_instant_before_it_began(
+        dovecot: DovecotServer, db: Database) -> None:
+    """Dovecot sends that news right behind IDLE's continuation; it must not wait 30 s."""
+    poller = poller_for(dovecot, db)
+    try:
+        poller.run_pass()
+        assert poller.supports_idle()
+        for n in range(3):
+            conn = poller._conn
+            assert conn is not None
+            conn.forget_announcements()
+            assert conn.uids_after(n) == []
+            dovecot.append("INBOX", customer_mail(n))
+            started = time.monotonic()
+            assert conn.idle_wait(20, lambda: False) is True
+            assert time.monotonic() - started < 5
+    finally:
+        poller.close()
+
+
+def test_wait_for_mail_wakes_on_arrival_times_out_and_stops_on_request(
+        dovecot: DovecotServer, db: Database) -> None:
+    poller = poller_for(dovecot, db)
+    try:
+        poller.run_pass()
+        started = time.monotonic()
+        assert poller.wait_for_mail(1.5, lambda: False) is False
+        assert 1.4 < time.monotonic() - started < 5
+        assert poller.wait_for_mail(30, lambda: True) is False  # asked to stop
+        dovecot.append("INBOX", customer_mail(1))
+        assert poller.wait_for_mail(30, lambda: False) is True  # found by the search first
+        poller.run_pass()
+        appender = threading.Timer(0.5, dovecot.append, ("INBOX", customer_mail(2)))
+        appender.start()
+        started = time.monotonic()
+        assert poller.wait_for_mail(30, lambda: False) is True  # announced during IDLE
+        assert time.monotonic() - started < 10
+        appender.join()
+    finally:
+        poller.close()
+
+
+def test_idle_raises_when_the_server_goes_away(dovecot: DovecotServer, db: Database) -> None:
+    poller = poller_for(dovecot, db)
+    poller.run_pass()
+    stopper = threading.Timer(0.5, dovecot.stop)
+    stopper.start()
+    with pytest.raises(MailboxUnavailable):
+        poller.wait_for_mail(30, lambda: False)
+    stopper.join()
+    assert poller._conn is None  # closed, so the next pass reconnects

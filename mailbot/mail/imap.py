@@ -7,7 +7,8 @@ import imaplib
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,7 @@ class ImapConnection:
     def __init__(self, endpoint: ImapEndpoint) -> None:
         self.endpoint = endpoint
         self._client: IMAPClient | None = None
+        self.uid_next = 0
 
     @property
     def client(self) -> IMAPClient:
@@ -120,8 +122,9 @@ class ImapConnection:
                     raise
 
     def select(self, folder: str) -> int:
-        """Select a folder for writing; returns its UIDVALIDITY."""
+        """Select a folder for writing; returns its UIDVALIDITY (`uid_next` holds UIDNEXT)."""
         info = self._call(self.client.select_folder, folder)
+        self.uid_next = int(info.get(b"UIDNEXT", 0))
         return int(info[b"UIDVALIDITY"])
 
     def pending_uids(self, *, after_uid: int, keyword: str | None) -> list[int]:
@@ -132,6 +135,34 @@ class ImapConnection:
         uids = self._call(self.client.search,
                           ["UID", f"{after_uid + 1}:*", "UNDELETED", "UNKEYWORD", keyword])
         return sorted(int(u) for u in uids if int(u) > after_uid)
+
+    def uids_after(self, uid: int) -> list[int]:
+        """Undeleted messages with a UID above `uid` (what arrived since a pass saw `uid`)."""
+        found = self._call(self.client.search, ["UID", f"{uid + 1}:*", "UNDELETED"])
+        return sorted(int(u) for u in found if int(u) > uid)
+
+    def forget_announcements(self) -> None:
+        """Drop the server's EXISTS/RECENT news so far; `idle_wait` reports only later news."""
+        pending = self.client._imap.untagged_responses  # imaplib keeps them here
+        pending.pop("EXISTS", None)
+        pending.pop("RECENT", None)
+
+    def _buffered_news(self) -> bool:
+        """Whether lines already sit in imaplib's read buffer, where polling cannot see them.
+
+        A server may send news right behind IDLE's continuation in one packet; the reader
+        buffered it along with the continuation. Any such line ends IDLE for a pass.
+        """
+        imap = self.client._imap
+        sock = imap.sock
+        timeout = sock.gettimeout()
+        try:
+            sock.setblocking(False)
+            return bool(imap.file.peek(1))
+        except OSError:  # nothing buffered, nothing to read now
+            return False
+        finally:
+            sock.settimeout(timeout)
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
         """Each message's size; a backlog of any length is asked for in bounded commands."""
@@ -170,6 +201,41 @@ class ImapConnection:
 
     def noop(self) -> None:
         self._call(self.client.noop)
+
+    def idle_wait(self, seconds: float, stop: Callable[[], bool], tick: float = 1.0) -> bool:
+        """IDLE on the selected folder until mail arrives (True), or `seconds` pass or `stop`.
+
+        News of mail since the last `forget_announcements` counts as arrival. `stop` is asked
+        every `tick` seconds. A connection that the server closed (BYE, or a socket that
+        reads as ready but gives nothing, three ticks running) raises MailboxUnavailable.
+        """
+        client = self.client
+        self._call(client.idle)
+        # News since `forget_announcements` came with an earlier command's response (imaplib
+        # kept it) or right behind IDLE's continuation (in the read buffer).
+        pending = client._imap.untagged_responses
+        arrived = bool(pending.pop("EXISTS", None) or pending.pop("RECENT", None)) or \
+            self._buffered_news()
+        deadline = time.monotonic() + seconds
+        empty_wakes = 0
+        while not arrived and not stop():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            started = time.monotonic()
+            responses = self._call(client.idle_check, min(tick, left))
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                arrived = True
+            elif any(r and r[0] == b"BYE" for r in responses):
+                raise MailboxUnavailable("the server ended the session (BYE)")
+            elif not responses and time.monotonic() - started < min(tick, left) / 2:
+                empty_wakes += 1
+                if empty_wakes >= 3:
+                    raise MailboxUnavailable("the server closed the connection")
+            else:
+                empty_wakes = 0
+        self._call(client.idle_done)
+        return arrived
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:

@@ -169,6 +169,7 @@ class MailboxState(SQLModel, table=True):
     last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     last_poll_at: datetime | None = _utc()
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    stall_alerted_at: datetime | None = _utc()
 
 
 class OutboxMail(SQLModel, table=True):
@@ -215,3 +216,14 @@ class EscalationRecord(SQLModel, table=True):
     due_at: datetime = _utc(nullable=False)
     sent_at: datetime = _utc(nullable=False)
     recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Lease(SQLModel, table=True):
+    """Who works a shared duty (a mailbox, the SLA watcher) and until when, unless renewed."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(sa_column=Column(String(80), primary_key=True))
+    holder: str = Field(sa_column=Column(String(200), nullable=False))
+    expires_at: datetime = _utc(nullable=False)
+    acquired_at: datetime = _utc(nullable=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from types import TracebackType
@@ -23,6 +23,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    at: float = field(default_factory=time.monotonic)  # when DATA completed
 
     @property
     def message(self) -> EmailMessage:

@@ -1,0 +1,213 @@
+"""`mailbot run` under faults, on PostgreSQL: instances killed, servers gone, connections cut.
+
+Two instances on one database and one mailbox share the work: each mailbox is worked by one
+instance at a time (a lease), outbox rows are claimed with SKIP LOCKED, and when the
+instance working the mailbox is killed the other takes over. The drills stop Dovecot and
+cut every database connection mid-run; ingestion resumes by itself, nothing is lost or
+doubled, and no message is acked (moved to Processed) without its ticket committed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mailbot.testing import DovecotServer, SmtpCapture, throwaway_database
+
+COUNT = 500
+WAIT_S = 120.0
+
+pytestmark = [pytest.mark.postgres, pytest.mark.dovecot]
+
+
+def customer_mail(n: int) -> bytes:
+    return (f"From: Customer {n} <c{n}@example.org>\r\nTo: support@example.test\r\n"
+            f"Subject: export fails ({n})\r\nMessage-ID: <cluster-{n}@example.org>\r\n\r\n"
+            f"Customer ID: RC-{10000 + n}\r\n").encode()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    with throwaway_database() as url:
+        yield url
+
+
+def write_config(path: Path, dovecot: DovecotServer, smtp: SmtpCapture, url: str) -> Path:
+    config = path / "config.yaml"
+    config.write_text(f"""
+mailboxes:
+  - name: support
+    imap: {{host: {dovecot.host}, port: {dovecot.port}, security: none,
+           username: "{dovecot.username}", password: "{dovecot.password}", timeout: 10s}}
+    poll_interval: 1s
+    batch_size: 50
+database: {{url: "{url}", lease_ttl: 3s}}
+smtp: {{host: {smtp.host}, port: {smtp.port}, security: none,
+        from: "Support <support@example.test>"}}
+storage: {{dir: state}}
+secret_key: "0123456789abcdef0123456789abcdef"
+logging: {{format: json, level: info}}
+""")
+    subprocess.run([sys.executable, "-m", "mailbot", "--config", str(config), "db", "upgrade"],
+                   check=True, capture_output=True, timeout=120)
+    return config
+
+
+def start(config: Path, name: str) -> subprocess.Popen[bytes]:
+    with (config.parent / f"{name}.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(config), "run"],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def count(url: str, query: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(query)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def wait_until(predicate: object, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not within {WAIT_S} s: {what}")
+
+
+def mailbox_holder_pid(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            holder = connection.execute(text(
+                "SELECT holder FROM leases WHERE name = 'mailbox:support'")).scalar_one()
+    finally:
+        engine.dispose()
+    return int(holder.split(":")[1])
+
+
+def check_exactly_once(url: str, smtp: SmtpCapture, dovecot: DovecotServer) -> None:
+    wait_until(lambda: count(url, "SELECT count(*) FROM outbox WHERE status = 'sent'") >= COUNT,
+               f"{COUNT} auto-replies sent")
+    assert count(url, "SELECT count(*) FROM tickets") == COUNT
+    assert count(url, "SELECT count(DISTINCT requester) FROM tickets") == COUNT
+    assert count(url, "SELECT count(*) FROM outbox WHERE kind = 'auto_reply'") == COUNT
+    assert count(url, "SELECT count(*) FROM outbox WHERE status <> 'sent'") == 0
+    received = Counter(r.message["Message-ID"] for r in smtp.wait_for(COUNT, timeout=WAIT_S))
+    assert len(received) == COUNT
+    assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == COUNT
+
+
+def stop_all(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_two_instances_make_each_ticket_and_auto_reply_once(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture,
+        database: str) -> None:
+    config = write_config(tmp_path, dovecot, smtp_server, database)
+    dovecot.append_many("INBOX", [customer_mail(n) for n in range(COUNT)])
+    first, second = start(config, "first"), start(config, "second")
+    try:
+        check_exactly_once(database, smtp_server, dovecot)
+        assert len(smtp_server.messages) == COUNT
+    finally:
+        stop_all(first, second)
+    assert (first.returncode, second.returncode) == (0, 0)
+
+
+def test_the_other_instance_finishes_when_the_working_one_is_killed(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture,
+        database: str) -> None:
+    config = write_config(tmp_path, dovecot, smtp_server, database)
+    dovecot.append_many("INBOX", [customer_mail(n) for n in range(COUNT)])
+    processes = {p.pid: p for p in (start(config, "first"), start(config, "second"))}
+    try:
+        wait_until(lambda: count(database, "SELECT count(*) FROM tickets") >= COUNT // 4,
+                   "a quarter of the tickets")
+        victim = mailbox_holder_pid(database)
+        os.kill(victim, signal.SIGKILL)
+        processes[victim].wait(timeout=10)
+        check_exactly_once(database, smtp_server, dovecot)
+        # At-least-once sending: a mail accepted by the server in the instant before the
+        # killed instance could record it is sent again, with the same Message-ID.
+        assert COUNT <= len(smtp_server.messages) <= COUNT + 1
+        survivor = next(p for pid, p in processes.items() if pid != victim)
+        assert survivor.poll() is None
+        assert mailbox_holder_pid(database) == survivor.pid
+    finally:
+        stop_all(*processes.values())
+
+
+def test_drill_dovecot_stopped_and_restarted_mid_run(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture,
+        database: str) -> None:
+    config = write_config(tmp_path, dovecot, smtp_server, database)
+    dovecot.append_many("INBOX", [customer_mail(n) for n in range(10)])
+    process = start(config, "daemon")
+    try:
+        wait_until(lambda: count(database, "SELECT count(*) FROM tickets") == 10, "10 tickets")
+        dovecot.stop()
+        wait_until(lambda: "mailbox.unavailable" in (tmp_path / "daemon.log").read_text(),
+                   "the outage noticed")
+        dovecot.start()
+        dovecot.append_many("INBOX", [customer_mail(n) for n in range(10, 20)])
+        wait_until(lambda: count(database, "SELECT count(*) FROM tickets") == 20,
+                   "20 tickets after the restart")
+        assert process.poll() is None
+        assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == 20
+        assert len({r.message["Message-ID"] for r in smtp_server.wait_for(20)}) == 20
+    finally:
+        stop_all(process)
+    assert process.returncode == 0
+
+
+def test_drill_database_connections_cut_mid_run(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture,
+        database: str) -> None:
+    """As if PostgreSQL restarted, over and over for a few seconds while mail arrives."""
+    config = write_config(tmp_path, dovecot, smtp_server, database)
+    process = start(config, "daemon")
+    name = database.rsplit("/", 1)[1]
+    admin = create_engine(database, isolation_level="AUTOCOMMIT")
+    try:
+        wait_until(lambda: "mailbox.lease_taken" in (tmp_path / "daemon.log").read_text(),
+                   "the daemon at work")
+        with admin.connect() as connection:
+            for n in range(30):
+                dovecot.append("INBOX", customer_mail(n))
+                connection.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+                time.sleep(0.1)
+        wait_until(lambda: count(database, "SELECT count(*) FROM tickets") == 30, "30 tickets")
+        wait_until(lambda: dovecot.count("INBOX") == 0, "every message acked")
+        assert dovecot.count("Processed") == 30
+        assert count(database, "SELECT count(*) FROM messages") == 30
+        assert count(database, "SELECT count(*) FROM quarantine") == 0
+        assert len({r.message["Message-ID"] for r in smtp_server.wait_for(30)}) == 30
+        assert process.poll() is None
+    finally:
+        admin.dispose()
+        stop_all(process)
+    assert process.returncode == 0
