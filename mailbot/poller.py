@@ -101,8 +101,10 @@ class MailboxPoller:
         self.on_commit: Callable[[], None] | None = None
 
     def supports_idle(self) -> bool:
-        """Whether the server offers IDLE (asked on the open connection)."""
-        return self._connection().has("IDLE")
+        """Whether the server offers IDLE, from the capabilities of the open connection."""
+        if self._conn is None:
+            raise MailboxUnavailable("not connected")
+        return self._conn.has("IDLE")
 
     def wait_for_mail(self, seconds: float, stop: Callable[[], bool]) -> bool:
         """IDLE on the folder of the last pass for up to `seconds`; True when mail arrived.

@@ -240,3 +240,21 @@ def http_get(port: int, path: str, ready: Callable[[str], bool]) -> str:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{path} not ready within {WAIT_S} s; last body:\n{body}")
+
+
+def test_a_bad_config_on_sighup_is_refused_with_its_key_and_work_goes_on(
+        workdir: Path, dovecot: DovecotServer, daemon: subprocess.Popen[bytes]) -> None:
+    dovecot.append("INBOX", mail(1, "alpha one"))
+    assert severities(workdir, 1) == ["P1"]
+    config = workdir / "config.yaml"
+    good = config.read_text()
+    config.write_text(good + "auto_reply: {per_sender_per_hour: lots}\n")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for_log(workdir, '"config.reload_refused"')
+    dovecot.append("INBOX", mail(2, "alpha two"))
+    assert severities(workdir, 2) == ["P1", "P1"]
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 0
+    (refused,) = [json.loads(line) for line in (workdir / "daemon.log").read_text().splitlines()
+                  if '"config.reload_refused"' in line]
+    assert "auto_reply.per_sender_per_hour" in refused["error"]
