@@ -19,7 +19,7 @@ from mailbot.identify import compile_patterns
 from mailbot.ingest import Conversation, Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.mail.smtp import FileTransport, SmtpTransport, Transport
-from mailbot.outbox import OutboxSender
+from mailbot.outbox import OutboxSender, RetrySchedule
 from mailbot.pipeline import Classifier, DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
 from mailbot.replies.loops import Sender
@@ -112,7 +112,10 @@ class App:
                 smtp.host, smtp.port, smtp.security, username=smtp.username,
                 password=smtp.password.get_secret_value() if smtp.password else None,
                 timeout=smtp.timeout.total_seconds())
-        return OutboxSender(self.db, transport, self.clock, on_result=on_result)
+        retry = smtp.retry
+        schedule = RetrySchedule(retry.first_delay, retry.max_delay, retry.give_up_after)
+        return OutboxSender(self.db, transport, self.clock, schedule=schedule,
+                            on_result=on_result)
 
     def pollers(self, ingestor: Ingestor | None = None) -> list[MailboxPoller]:
         shared = ingestor or self.ingestor()
@@ -203,7 +206,8 @@ def auto_replier(settings: Settings, book: SlaBook, signer: ThreadSigner,
 
 def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> App:
     """Connect to the database; create the schema in an empty one, refuse an outdated one."""
-    db = Database(settings.database.url, echo=settings.database.echo)
+    db = Database(settings.database.url, echo=settings.database.echo,
+                  busy_timeout=settings.database.busy_timeout.total_seconds())
     if migrate:
         ensure_schema(db)
     return App(settings, db, clock or SystemClock())

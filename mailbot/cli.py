@@ -416,7 +416,8 @@ def db() -> None:
 def db_upgrade(ctx: Context) -> None:
     """Apply schema migrations (alembic)."""
     settings = ctx.settings()
-    database = Database(settings.database.url)
+    database = Database(settings.database.url,
+                        busy_timeout=settings.database.busy_timeout.total_seconds())
     before = database.current_revision()
     database.upgrade()
     after = database.current_revision()

@@ -139,6 +139,24 @@ class MailboxSettings(_Model):
         return {**data, "imap": imap}
 
 
+class RetrySettings(_Model):
+    """How long a mail the server would not take now waits before the next try."""
+
+    first_delay: Duration = timedelta(seconds=30)
+    max_delay: Duration = timedelta(minutes=30)
+    give_up_after: Duration = timedelta(days=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrySettings:
+        if self.first_delay <= timedelta(0):
+            raise ValueError("first_delay: must be positive")
+        if self.max_delay < self.first_delay:
+            raise ValueError("max_delay: must not be shorter than first_delay")
+        if self.give_up_after < self.max_delay:
+            raise ValueError("give_up_after: must not be shorter than max_delay")
+        return self
+
+
 class SmtpSettings(_Model):
     transport: Literal["smtp", "file"] = "smtp"
     host: str | None = None
@@ -148,6 +166,7 @@ class SmtpSettings(_Model):
     password: SecretStr | None = None
     password_file: Path | None = None
     timeout: Duration = timedelta(seconds=30)
+    retry: RetrySettings = RetrySettings()
     dir: Path | None = None
     from_: str = Field(alias="from")
 
@@ -202,6 +221,7 @@ class DatabaseSettings(_Model):
     url: str
     echo: bool = False
     lease_ttl: Duration = timedelta(seconds=30)
+    busy_timeout: Duration = timedelta(seconds=30)  # SQLite: wait for another writer's lock
 
     @field_validator("lease_ttl")
     @classmethod

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType
 
 import structlog
@@ -162,6 +163,10 @@ class Daemon:
             try:
                 report = self.outbox.flush(stop=self.stop.is_set, stop_after_deferral=True)
                 self._sent += report.sent
+                if report.server_down_until is not None:
+                    # Newly queued mail would only meet the same dead server: let it wait.
+                    self._wait_for_server(report.server_down_until)
+                    continue
             except TemporaryFailure as exc:
                 log.error("outbox.unavailable", error=str(exc))
             except SQLAlchemyError as exc:
@@ -169,6 +174,16 @@ class Daemon:
             except Exception as exc:
                 log.error("outbox.failed_flush", error=repr(exc), exc_info=exc)
             self._mail_waiting.wait(TICK_S)
+
+    def _wait_for_server(self, until: datetime) -> None:
+        """Wait till `until` (or stop), beating so that the watchdog knows the loop lives."""
+        assert self.outbox is not None
+        while not self.stop.is_set():
+            self.heartbeats.beat("outbox")
+            left = (until - self.outbox.clock.now()).total_seconds()
+            if left <= 0:
+                return
+            self.stop.wait(min(TICK_S, left))
 
     def _watch_loop(self) -> None:
         next_watch = 0.0

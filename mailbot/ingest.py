@@ -7,6 +7,7 @@ again one transaction each, so every message's effects stay all-or-nothing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,7 @@ class Incoming:
 
 
 Stored = Callable[[Incoming, Outcome], None]
+Failed = Callable[[Incoming, Exception], None]
 
 
 @dataclass(frozen=True)
@@ -119,17 +121,20 @@ class Ingestor:
         return outcomes[0]
 
     def ingest_many(self, items: Sequence[Incoming], *, mailbox: str | None = None,
-                    stored: Stored) -> None:
+                    stored: Stored, failed: Failed | None = None) -> None:
         """Store several messages in one transaction; `stored` hears of each once committed.
 
         Raises TemporaryFailure when the database cannot be reached; the messages already
-        reported through `stored` are committed, the others are not.
+        reported through `stored` are committed, the others are not. A message whose
+        processing raises anything else is reported through `failed` (nothing of it is
+        written) and the others carry on; without `failed`, the error propagates.
         """
-        decisions = [analyze(item.raw, self.policy, self.directory, self.classifier)
-                     for item in items]
-        if len(items) > 1:
+        decisions = [self._analyze(item, failed) for item in items]
+        if len(items) > 1 and all(decision is not None for decision in decisions):
             try:
-                outcomes = self._store_together(decisions, items, mailbox)
+                outcomes = self._store_together(
+                    [decision for decision in decisions if decision is not None], items,
+                    mailbox)
             except (OperationalError, SAInterfaceError) as exc:
                 raise TemporaryFailure(
                     f"database unavailable: {describe_db_error(exc)}") from exc
@@ -143,9 +148,39 @@ class Ingestor:
                     stored(item, outcome)
                 return
         for decision, item in zip(decisions, items, strict=True):
-            outcome = self._store_alone(decision, item, mailbox)
+            if decision is None:
+                continue
+            try:
+                outcome = self._store_alone(decision, item, mailbox)
+            except TemporaryFailure:
+                raise
+            except Exception as exc:
+                if failed is None:
+                    raise
+                failed(item, exc)
+                continue
             _log_outcome(outcome, item.source)
             stored(item, outcome)
+
+    def quarantine(self, item: Incoming, reason: str, *, mailbox: str | None = None) -> Outcome:
+        """Keep a message that cannot be processed, raw, with the reason; it can be replayed."""
+        sha = hashlib.sha256(item.raw).hexdigest()
+        rejection = Rejection(sha, "sha256:" + sha, reason)
+        try:
+            outcome = self._store_in_transaction(rejection, item, mailbox)
+        except DBAPIError as exc:
+            raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
+        _log_outcome(outcome, item.source)
+        return outcome
+
+    def _analyze(self, item: Incoming, failed: Failed | None) -> Analysis | Rejection | None:
+        try:
+            return analyze(item.raw, self.policy, self.directory, self.classifier)
+        except Exception as exc:
+            if failed is None:
+                raise
+            failed(item, exc)
+            return None
 
     def _store_together(self, decisions: Sequence[Analysis | Rejection],
                         items: Sequence[Incoming], mailbox: str | None) -> list[Outcome]:

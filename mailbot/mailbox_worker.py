@@ -46,6 +46,7 @@ class WorkerOptions:
     poll_interval: float = 60.0
     idle_renew: float = IDLE_RENEW_S
     max_backoff: float = MAX_BACKOFF_S
+    retry_failed: float = 5.0  # wait before trying again a message whose processing failed
 
 
 class MailboxWorker:
@@ -103,12 +104,15 @@ class MailboxWorker:
             self.metrics.polled(self.name, True, self.clock.now())
         if self.stop.is_set():
             return
+        retry_soon = self.poller.failing > 0
         if self.options.idle and self.poller.supports_idle():
             self.state = "idle"
-            self.poller.wait_for_mail(self.options.idle_renew, self._interrupted)
+            self.poller.wait_for_mail(self.options.retry_failed if retry_soon
+                                      else self.options.idle_renew, self._interrupted)
         else:
             self.state = "polling"
-            self._sleep(self.options.poll_interval)
+            self._sleep(min(self.options.poll_interval, self.options.retry_failed)
+                        if retry_soon else self.options.poll_interval)
 
     def _stored(self, outcome: Outcome, arrived: datetime | None) -> None:
         if outcome.kind == "ticket":

@@ -24,9 +24,29 @@ from mailbot.store.writes import add_event
 
 log = structlog.get_logger("mailbot.outbox")
 
-MAX_ATTEMPTS = 8
-MAX_DELAY = timedelta(hours=1)
 CLAIM_PAGE = 200  # due mails listed per query
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """When a deferred mail is tried again, and when it is given up.
+
+    The wait doubles with each deferred flush from `first_delay` up to `max_delay`; a mail
+    still refused `give_up_after` its creation fails (as a mail server bounces after days).
+    """
+
+    first_delay: timedelta = timedelta(seconds=30)
+    max_delay: timedelta = timedelta(minutes=30)
+    give_up_after: timedelta = timedelta(days=2)
+
+    def next_attempt(self, created_at: datetime, now: datetime,
+                     deferrals: int) -> datetime | None:
+        """The next try after the `deferrals`-th deferral (1 for the first); None: give up."""
+        if now - created_at >= self.give_up_after:
+            return None
+        doublings = min(max(deferrals - 1, 0), 32)
+        wait: timedelta = min(self.max_delay, self.first_delay * (2 ** doublings))
+        return now + wait
 
 
 @dataclass
@@ -34,6 +54,7 @@ class FlushReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    server_down_until: datetime | None = None  # when the server refused all mail, the retry
 
 
 class OutboxSender:
@@ -41,7 +62,7 @@ class OutboxSender:
 
     def __init__(self, db: Database, transport: Transport, clock: Clock, *,
                  tries_per_flush: int = 3, first_wait: float = 0.5, max_wait: float = 4.0,
-                 max_attempts: int = MAX_ATTEMPTS,
+                 schedule: RetrySchedule | None = None,
                  on_result: Callable[[str, str], None] | None = None) -> None:
         self.db = db
         self.on_result = on_result  # (kind, "sent" | "deferred" | "failed"), for metrics
@@ -50,7 +71,7 @@ class OutboxSender:
         self.tries_per_flush = tries_per_flush
         self.first_wait = first_wait
         self.max_wait = max_wait
-        self.max_attempts = max_attempts
+        self.schedule = schedule or RetrySchedule()
 
     def flush(self, limit: int = 500, *, stop: Callable[[], bool] | None = None,
               stop_after_deferral: bool = False) -> FlushReport:
@@ -59,8 +80,9 @@ class OutboxSender:
         Due mails are listed a page at a time; each is then claimed again by its id and sent
         in a transaction of its own, so a crash can repeat at most the mail in hand, and an
         instance skips what another holds. `stop` is asked between mails; with
-        `stop_after_deferral` the flush ends at the first mail the server would not take
-        now (it is probably down; the daemon comes back on its next tick).
+        `stop_after_deferral` the flush ends at the first mail deferred because the server
+        took no mail at all (down, or refusing the session): the report's
+        `server_down_until` says when that mail is due again, and the others wait with it.
         """
         report = FlushReport()
         try:
@@ -70,7 +92,7 @@ class OutboxSender:
                     break
                 for outbox_id in page:
                     if (stop is not None and stop()) or \
-                            (stop_after_deferral and report.deferred):
+                            (stop_after_deferral and report.server_down_until):
                         return report
                     with self.db.transaction() as session:
                         row = self._claim(session, outbox_id)
@@ -122,14 +144,19 @@ class OutboxSender:
                      wait=wait_exponential_jitter(multiplier=self.first_wait, max=self.max_wait),
                      before_sleep=_log_retry(row), reraise=True)(attempt)
         except TemporarySendFailure as exc:
+            deferrals = -(-row.attempts // self.tries_per_flush) + 1
             row.attempts += tries
             row.last_error = str(exc)
-            if row.attempts >= self.max_attempts:
-                self._fail(session, row, now, f"gave up after {row.attempts} attempts: {exc}")
+            next_attempt = self.schedule.next_attempt(row.created_at, now, deferrals)
+            if next_attempt is None:
+                self._fail(session, row, now, f"gave up after {row.attempts} attempts "
+                           f"since {row.created_at.isoformat()}: {exc}")
                 report.failed += 1
             else:
-                row.next_attempt_at = now + min(MAX_DELAY, timedelta(minutes=2 ** row.attempts))
+                row.next_attempt_at = next_attempt
                 report.deferred += 1
+                if exc.whole_server:
+                    report.server_down_until = next_attempt
                 self._report(row.kind, "deferred")
                 log.warning("outbox.deferred", outbox_id=row.id, ticket=row.ticket_id,
                             message_id=row.message_id, error=str(exc),

@@ -31,6 +31,8 @@ from mailbot.store.models import MailboxState
 
 log = structlog.get_logger("mailbot.poller")
 
+PROCESSING_TRIES = 3  # a message that fails this many passes in a row is quarantined
+
 
 @dataclass(frozen=True, slots=True)
 class MailboxPlan:
@@ -55,6 +57,7 @@ class PassReport:
     follow_ups: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    failed: int = 0  # left in the folder after a processing error, to be tried again
     acked: int = 0
     error: str | None = None
 
@@ -96,6 +99,7 @@ class MailboxPoller:
         self._conn: ImapConnection | None = None
         self._stop: Callable[[], bool] = _never
         self._highest_seen = 0  # the highest UID in the folder when the last pass searched
+        self._failures: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) → failed passes
         # Told of each message once its transaction has committed, and after each commit.
         self.on_stored: Callable[[Outcome, datetime | None], None] | None = None
         self.on_commit: Callable[[], None] | None = None
@@ -154,7 +158,7 @@ class MailboxPoller:
         log.info("mailbox.pass", mailbox=self.plan.name, fetched=report.fetched,
                  tickets=report.tickets, follow_ups=report.follow_ups,
                  duplicates=report.duplicates,
-                 quarantined=report.quarantined)
+                 quarantined=report.quarantined, failed=report.failed)
         return report
 
     def _connection(self) -> ImapConnection:
@@ -184,7 +188,14 @@ class MailboxPoller:
         uidvalidity = conn.select(plan.folder)
         last_uid = self._check_uidvalidity(uidvalidity)
         keyword = None if plan.processed_folder else PROCESSED_KEYWORD
+        failing = [uid for validity, uid in self._failures if validity == uidvalidity]
+        if failing:  # later messages moved last_uid past them
+            last_uid = min(last_uid, min(failing) - 1)
         uids = conn.pending_uids(after_uid=last_uid, keyword=keyword)
+        if self._failures:  # forget messages since removed from the folder, or renumbered
+            pending = set(uids)
+            self._failures = {key: tries for key, tries in self._failures.items()
+                              if key[0] == uidvalidity and key[1] in pending}
         self._highest_seen = max([conn.uid_next - 1, *uids])
         if not uids:
             return
@@ -210,6 +221,14 @@ class MailboxPoller:
             if self.on_stored is not None:
                 self.on_stored(outcome, message.internal_date)
 
+        def failed(item: Incoming, exc: Exception) -> None:
+            message = uids[id(item)]
+            outcome = self._processing_failed(item, message.uid, uidvalidity, exc)
+            if outcome is None:
+                report.failed += 1
+            else:
+                stored(item, outcome)
+
         items: list[Incoming] = []
         for message in fetched:
             if self._stop():
@@ -223,12 +242,35 @@ class MailboxPoller:
             for chunk in _chunks(items, self.plan.commit_every):
                 if self._stop():
                     break
-                self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored)
+                self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored,
+                                          failed=failed)
                 if self.on_commit is not None:
                     self.on_commit()
         finally:
             self._ack(conn, processed, quarantined)
             report.acked += len(processed) + len(quarantined)
+
+    def _processing_failed(self, item: Incoming, uid: int, uidvalidity: int,
+                           exc: Exception) -> Outcome | None:
+        """Count a failed try; the last one quarantines the message (None: try again later)."""
+        key = (uidvalidity, uid)
+        tries = self._failures.get(key, 0) + 1
+        log.error("message.processing_failed", mailbox=self.plan.name, uid=uid,
+                  source=item.source, attempt=tries, of=PROCESSING_TRIES, error=repr(exc),
+                  exc_info=exc)
+        if tries < PROCESSING_TRIES:
+            self._failures[key] = tries
+            return None
+        outcome = self.ingestor.quarantine(
+            item, f"processing failed {tries} times: {type(exc).__name__}: {exc}",
+            mailbox=self.plan.name)
+        self._failures.pop(key, None)
+        return outcome
+
+    @property
+    def failing(self) -> int:
+        """Messages left in the folder after a processing error, waiting for another try."""
+        return len(self._failures)
 
     def _ack(self, conn: ImapConnection, processed: list[int], quarantined: list[int]) -> None:
         plan = self.plan

@@ -18,6 +18,7 @@ from mailbot.ingest import Ingestor
 from mailbot.parsing import MessageParseError, parse_message
 from mailbot.pipeline import DefaultSeverity
 from mailbot.replies.loops import Sender, no_reply_reason
+from mailbot.replies.render import ReplyRenderer, TemplateProblem
 from mailbot.store import Database
 from mailbot.store.models import Event, OutboxMail
 
@@ -150,3 +151,15 @@ def test_no_bounce_or_auto_reply_of_the_corpus_gets_an_auto_reply() -> None:
         if no_reply_reason(message, Sender()) is None:
             answered.append(path.name)
     assert answered == []
+
+
+def test_a_template_failing_while_rendering_is_named_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "note.subject.j2").write_text("Ticket {{ ticket.number }}")
+    (tmp_path / "note.txt.j2").write_text(
+        "Hello\n{% if ticket.number > 1 %}{{ ticket.missing }}{% endif %}\n")
+    renderer = ReplyRenderer(tmp_path)
+    assert renderer.render_mail("note", {"ticket": {"number": 1}}).text == "Hello\n"
+    with pytest.raises(TemplateProblem) as caught:
+        renderer.render_mail("note", {"ticket": {"number": 2}})
+    assert str(caught.value) == (f"{tmp_path / 'note.txt.j2'}:2: "
+                                 "'dict object' has no attribute 'missing'")

@@ -174,3 +174,14 @@ DEFAULT_PATTERNS = [re.compile(p, re.IGNORECASE) for p in DEFAULT_CUSTOMER_ID_PA
 def test_default_customer_id_patterns(text: str, expected: str | None) -> None:
     found = [m.group(1) for p in DEFAULT_PATTERNS for m in p.finditer(text)]
     assert (found[0] if found else None) == expected
+
+
+def test_smtp_retry_schedule_is_checked_with_the_key_named() -> None:
+    smtp = {"host": "smtp.example.com", "from": "support@example.com"}
+    (error,) = errors_of({"smtp": {**smtp, "retry": {"first_delay": "10m", "max_delay": "1m"}}})
+    assert error.startswith("smtp.retry") and "max_delay" in error
+    settings = settings_from_mapping({"smtp": {**smtp, "retry": {"first_delay": "5s"}}},
+                                     Path("/srv"))
+    assert settings.smtp is not None
+    assert (settings.smtp.retry.first_delay.total_seconds(),
+            settings.smtp.retry.give_up_after.days) == (5, 2)

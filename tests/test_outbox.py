@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import select
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlmodel import col, select
 
 from mailbot.app import App, open_app
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
 from mailbot.mail.smtp import SmtpTransport
-from mailbot.outbox import OutboxSender
+from mailbot.outbox import OutboxSender, RetrySchedule
 from mailbot.store.models import Event, OutboxMail
 from mailbot.testing import DovecotServer, SmtpCapture
 
@@ -160,3 +162,63 @@ def test_file_transport_writes_each_mail_once(tmp_path: Path) -> None:
     (written,) = (tmp_path / "out").glob("*.eml")
     assert b"Auto-Submitted: auto-replied" in written.read_bytes()
     assert sender.flush().sent == 0
+
+
+def test_retry_schedule_doubles_from_the_first_delay_up_to_the_cap() -> None:
+    schedule = RetrySchedule(timedelta(seconds=30), timedelta(minutes=30), timedelta(days=2))
+    waits = [schedule.next_attempt(NOW, NOW, deferrals) for deferrals in range(1, 10)]
+    assert [(w - NOW).total_seconds() for w in waits if w is not None] == [
+        30, 60, 120, 240, 480, 960, 1800, 1800, 1800]
+    assert schedule.next_attempt(NOW, NOW + timedelta(days=2), 40) is None
+
+
+@given(deferrals=st.integers(min_value=0, max_value=10_000),
+       age=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3)))
+def test_retry_waits_stay_between_first_delay_and_cap(deferrals: int, age: timedelta) -> None:
+    schedule = RetrySchedule(timedelta(seconds=5), timedelta(minutes=10), timedelta(days=2))
+    now = NOW + age
+    retry_at = schedule.next_attempt(NOW, now, deferrals)
+    if age >= schedule.give_up_after:
+        assert retry_at is None
+    else:
+        assert retry_at is not None
+        assert schedule.first_delay <= retry_at - now <= schedule.max_delay
+        later = schedule.next_attempt(NOW, now, deferrals + 1)
+        assert later is not None and later >= retry_at
+
+
+def test_a_mail_refused_for_longer_than_give_up_after_fails(
+        tmp_path: Path, smtp_server: SmtpCapture) -> None:
+    app = make_app(tmp_path, None, smtp_server)
+    app.ingestor().ingest(customer_mail(), source="t")
+    smtp_server.fail_with = (451, "4.3.0 try again later")
+    sender = sender_for(app, smtp_server)
+    assert sender.flush().deferred == 1
+    assert isinstance(app.clock, FrozenClock)
+    app.clock.set(NOW + timedelta(days=2))
+    assert sender.flush().failed == 1
+    with app.db.session() as session:
+        row = session.exec(select(OutboxMail)).one()
+        assert row.status == "failed" and (row.last_error or "").startswith(
+            "gave up after 4 attempts since 2026-11-23T04:30:00+00:00: ")
+
+
+def test_a_dead_server_ends_the_flush_but_a_deferred_recipient_does_not(
+        tmp_path: Path, smtp_server: SmtpCapture) -> None:
+    app = make_app(tmp_path, None, smtp_server)
+    for n in (1, 2, 3):
+        app.ingestor().ingest(customer_mail(n), source="t")
+    sender = sender_for(app, smtp_server)
+    smtp_server.fail_with = (451, "4.2.0 greylisted")
+    report = sender.flush(stop_after_deferral=True)
+    assert (report.deferred, report.server_down_until) == (3, None)
+    smtp_server.fail_with = None
+    smtp_server.stop()
+    assert isinstance(app.clock, FrozenClock)
+    app.clock.set(NOW + timedelta(hours=1))
+    report = sender.flush(stop_after_deferral=True)
+    assert report.deferred == 1 and report.server_down_until is not None
+    with app.db.session() as session:
+        due = session.exec(select(OutboxMail).where(
+            col(OutboxMail.next_attempt_at) <= app.clock.now())).all()
+        assert len(due) == 2  # left for when the server is back

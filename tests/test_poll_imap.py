@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
+from mailbot.app import open_app
 from mailbot.clock import FrozenClock
+from mailbot.config import settings_from_mapping
 from mailbot.identify import CustomerDirectory, compile_patterns
 from mailbot.ingest import Ingestor
 from mailbot.mail import imap
@@ -237,3 +240,36 @@ def test_idle_raises_when_the_server_goes_away(dovecot: DovecotServer, db: Datab
         poller.wait_for_mail(30, lambda: False)
     stopper.join()
     assert poller._conn is None  # closed, so the next pass reconnects
+
+
+@pytest.mark.parametrize("processed", ["Processed", None])
+def test_a_message_failing_three_passes_is_quarantined_the_rest_flow(
+        dovecot: DovecotServer, tmp_path: Path, processed: str | None) -> None:
+    """A template that breaks on one subject: the others are ticketed at once, that one is
+    left in place for two more passes (in flag mode too, though later UIDs went past it),
+    then quarantined with the reason."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "auto_reply.subject.j2").write_text(
+        "{% if ticket.subject == 'problem number 2' %}{{ ticket.nothing }}{% endif %}Re")
+    settings = settings_from_mapping({
+        "mailboxes": [{"name": "support", "processed_folder": processed, "imap": {
+            "host": dovecot.host, "port": dovecot.port, "security": "none",
+            "username": dovecot.username, "password": dovecot.password}}],
+        "smtp": {"transport": "file", "dir": "out", "from": "support@example.test"},
+        "templates": {"path": str(templates)}, "storage": {"dir": "state"}}, tmp_path)
+    app = open_app(settings, FrozenClock(NOW))
+    for n in (1, 2, 3):
+        dovecot.append("INBOX", customer_mail(n))
+    (poller,) = app.pollers()
+    reports = [poller.run_pass() for _ in range(3)]
+    poller.close()
+    assert [(r.tickets, r.failed, r.quarantined) for r in reports] == [
+        (2, 1, 0), (0, 1, 0), (0, 0, 1)]
+    assert poller.failing == 0
+    assert ticket_subjects(app.db) == ["problem number 1", "problem number 3"]
+    with app.db.session() as session:
+        (entry,) = session.exec(select(QuarantineEntry)).all()
+    assert entry.reason.startswith("processing failed 3 times: TemplateProblem: ")
+    assert dovecot.count("Quarantine") == 1
+    assert dovecot.count("INBOX") == (0 if processed else 2)

@@ -1,16 +1,18 @@
-"""`mailbot run` under faults, on PostgreSQL: instances killed, servers gone, connections cut.
+"""`mailbot run` under faults: instances killed, servers gone, connections cut, locks held.
 
 Two instances on one database and one mailbox share the work: each mailbox is worked by one
 instance at a time (a lease), outbox rows are claimed with SKIP LOCKED, and when the
 instance working the mailbox is killed the other takes over. The drills stop Dovecot and
-cut every database connection mid-run; ingestion resumes by itself, nothing is lost or
-doubled, and no message is acked (moved to Processed) without its ticket committed.
+the SMTP server, cut every PostgreSQL connection, hold SQLite's write lock, and feed a
+message whose processing fails; ingestion resumes by itself, nothing is lost or doubled,
+and no message is acked (moved to Processed) without its ticket committed.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,7 +43,8 @@ def database() -> Iterator[str]:
         yield url
 
 
-def write_config(path: Path, dovecot: DovecotServer, smtp: SmtpCapture, url: str) -> Path:
+def write_config(path: Path, dovecot: DovecotServer, smtp: SmtpCapture, url: str,
+                 more: str = "", database: str = "lease_ttl: 3s") -> Path:
     config = path / "config.yaml"
     config.write_text(f"""
 mailboxes:
@@ -50,12 +53,13 @@ mailboxes:
            username: "{dovecot.username}", password: "{dovecot.password}", timeout: 10s}}
     poll_interval: 1s
     batch_size: 50
-database: {{url: "{url}", lease_ttl: 3s}}
+database: {{url: "{url}", {database}}}
 smtp: {{host: {smtp.host}, port: {smtp.port}, security: none,
-        from: "Support <support@example.test>"}}
+        from: "Support <support@example.test>", retry: {{first_delay: 1s, max_delay: 2s}}}}
 storage: {{dir: state}}
 secret_key: "0123456789abcdef0123456789abcdef"
 logging: {{format: json, level: info}}
+{more}
 """)
     subprocess.run([sys.executable, "-m", "mailbot", "--config", str(config), "db", "upgrade"],
                    check=True, capture_output=True, timeout=120)
@@ -69,10 +73,14 @@ def start(config: Path, name: str) -> subprocess.Popen[bytes]:
 
 
 def count(url: str, query: str) -> int:
+    return int(scalar(url, query))
+
+
+def scalar(url: str, query: str) -> str:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return int(connection.execute(text(query)).scalar_one())
+            return str(connection.execute(text(query)).scalar_one())
     finally:
         engine.dispose()
 
@@ -209,5 +217,100 @@ def test_drill_database_connections_cut_mid_run(
         assert process.poll() is None
     finally:
         admin.dispose()
+        stop_all(process)
+    assert process.returncode == 0
+
+
+def test_drill_smtp_server_down_then_up(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture,
+        database: str) -> None:
+    """Mail keeps being ticketed while the SMTP server is down; then each reply goes once."""
+    config = write_config(tmp_path, dovecot, smtp_server, database)
+    smtp_server.stop()
+    process = start(config, "daemon")
+    try:
+        dovecot.append_many("INBOX", [customer_mail(n) for n in range(20)])
+        wait_until(lambda: count(database, "SELECT count(*) FROM tickets") == 20, "20 tickets")
+        wait_until(lambda: count(database, "SELECT count(*) FROM outbox "
+                                           "WHERE attempts > 0") >= 2,
+                   "two tries while the server is down")
+        assert count(database, "SELECT count(*) FROM outbox WHERE status = 'sent'") == 0
+        smtp_server.start()
+        wait_until(lambda: count(database, "SELECT count(*) FROM outbox "
+                                           "WHERE status = 'sent'") == 20, "20 mails sent")
+        received = Counter(r.message["Message-ID"] for r in smtp_server.wait_for(20))
+        assert len(received) == 20 and set(received.values()) == {1}
+        assert count(database, "SELECT count(*) FROM outbox WHERE status <> 'sent'") == 0
+        assert process.poll() is None
+    finally:
+        stop_all(process)
+    assert process.returncode == 0
+
+
+def test_drill_message_failing_three_times_is_quarantined_and_the_rest_flow(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture,
+        database: str) -> None:
+    """An admin's template breaks on one subject: that message alone is tried three times."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shipped = (Path(__file__).parents[1] / "mailbot" / "templates" / "auto_reply.txt.j2")
+    (templates / "auto_reply.txt.j2").write_text(
+        "{% if ticket.subject == 'poison' %}{{ ticket.no_such_field }}{% endif %}"
+        + shipped.read_text())
+    config = write_config(tmp_path, dovecot, smtp_server, database,
+                          more=f"templates: {{path: {templates}}}")
+    poison = (b"From: c99@example.org\r\nTo: support@example.test\r\nSubject: poison\r\n"
+              b"Message-ID: <poison@example.org>\r\n\r\nCustomer ID: RC-10099\r\n")
+    dovecot.append_many("INBOX", [customer_mail(0), poison, customer_mail(1)])
+    process = start(config, "daemon")
+    try:
+        wait_until(lambda: count(database, "SELECT count(*) FROM quarantine") == 1,
+                   "the failing message quarantined")
+        log = (tmp_path / "daemon.log").read_text()
+        assert log.count('"message.processing_failed"') == 3
+        assert count(database, "SELECT count(*) FROM tickets") == 2
+        reason = scalar(database, "SELECT reason FROM quarantine")
+        assert reason == (f"processing failed 3 times: TemplateProblem: "
+                          f"{templates / 'auto_reply.txt.j2'}:1: "
+                          "'dict object' has no attribute 'no_such_field'")
+        dovecot.append("INBOX", customer_mail(2))
+        wait_until(lambda: count(database, "SELECT count(*) FROM tickets") == 3,
+                   "later mail ticketed")
+        wait_until(lambda: dovecot.count("INBOX") == 0, "every message acked")
+        assert (dovecot.count("Processed"), dovecot.count("Quarantine")) == (3, 1)
+        assert process.poll() is None
+    finally:
+        stop_all(process)
+    assert process.returncode == 0
+
+
+def test_drill_sqlite_write_lock_held_by_another_process(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture) -> None:
+    """Another program holds SQLite's write lock for seconds: nothing is acked till it lets go."""
+    path = tmp_path / "state" / "mailbot.db"
+    url = f"sqlite:///{path}"
+    config = write_config(tmp_path, dovecot, smtp_server, url, database="busy_timeout: 1s")
+    process = start(config, "daemon")
+    try:
+        wait_until(lambda: '"mailbox.pass"' in (tmp_path / "daemon.log").read_text(),
+                   "the daemon at work")
+        holder = sqlite3.connect(path, isolation_level=None, timeout=10)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            dovecot.append_many("INBOX", [customer_mail(n) for n in range(10)])
+            wait_until(lambda: "database is locked" in (tmp_path / "daemon.log").read_text(),
+                       "the lock felt")
+            time.sleep(3)
+            assert dovecot.count("Processed") == 0 and dovecot.count("INBOX") == 10
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        wait_until(lambda: count(url, "SELECT count(*) FROM tickets") == 10, "10 tickets")
+        wait_until(lambda: dovecot.count("INBOX") == 0, "every message acked")
+        assert dovecot.count("Processed") == 10
+        assert count(url, "SELECT count(*) FROM quarantine") == 0
+        assert len({r.message["Message-ID"] for r in smtp_server.wait_for(10)}) == 10
+        assert process.poll() is None
+    finally:
         stop_all(process)
     assert process.returncode == 0

@@ -14,7 +14,15 @@ from mailbot.mail.imap import is_loopback
 
 
 class TemporarySendFailure(Exception):
-    """Try again later: the server is down, busy, or answered 4xx."""
+    """Try again later: the server is down, busy, or answered 4xx.
+
+    `whole_server` is False when only this mail's recipients were deferred (a 4xx to RCPT);
+    other mail may well go through now.
+    """
+
+    def __init__(self, message: str, *, whole_server: bool = True) -> None:
+        super().__init__(message)
+        self.whole_server = whole_server
 
 
 class PermanentSendFailure(Exception):
@@ -108,7 +116,7 @@ def _classify(replies: list[tuple[int, bytes]]) -> Exception:
     message = text.decode(errors="replace")
     if all(c >= 500 for c, _ in replies):
         return PermanentSendFailure(code, message)
-    return TemporarySendFailure(f"{code} {message}")
+    return TemporarySendFailure(f"{code} {message}", whole_server=False)
 
 
 @dataclass(frozen=True)

@@ -78,10 +78,26 @@ class ReplyRenderer:
             else:
                 html = html_template.render(values)
         except TemplateError as exc:
-            where = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
-            line = getattr(exc, "lineno", None)
+            where, line = _location(exc, name)
             raise TemplateProblem(f"{where}{f':{line}' if line else ''}: {exc}") from exc
         return Rendered(" ".join(subject.split()), _tidy(text), html)
+
+
+def _location(exc: TemplateError, name: str) -> tuple[str, int | None]:
+    """The template file and line of an error: from a syntax error, or from the traceback,
+    where Jinja puts the template's own frames for errors raised while rendering."""
+    where = getattr(exc, "filename", None) or getattr(exc, "name", None)
+    line = getattr(exc, "lineno", None)
+    if where and line:
+        return where, line
+    trace, found = exc.__traceback__, None
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(".j2"):
+            found = trace
+        trace = trace.tb_next
+    if found is not None:
+        return found.tb_frame.f_code.co_filename, found.tb_lineno
+    return where or name, line
 
 
 def _tidy(text: str) -> str:

@@ -15,16 +15,18 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_S = 30.0
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
 class Database:
     """One engine and the ways to use it: sessions, transactions and schema upgrades."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False,
+                 busy_timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        """`busy_timeout`: how long SQLite waits for another writer's lock before failing."""
         self.url = url
-        self.engine = _create_engine(url, echo=echo)
+        self.engine = _create_engine(url, echo=echo, busy_timeout=busy_timeout)
 
     @property
     def dialect(self) -> str:
@@ -73,15 +75,18 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
-def _create_engine(url: str, *, echo: bool) -> Engine:
+def _create_engine(url: str, *, echo: bool, busy_timeout: float) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo,
-                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, echo=echo, connect_args={"timeout": busy_timeout})
+
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, round(busy_timeout * 1000))
+
+        event.listen(engine, "connect", pragmas)
         return engine
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
@@ -89,10 +94,10 @@ def _create_engine(url: str, *, echo: bool) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.close()
