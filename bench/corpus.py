@@ -1,0 +1,290 @@
+"""Fidelity on real mail: every file of a corpus through parse → identify → classify → loops.
+
+    .venv/bin/python bench/corpus.py ../shared/corpus [--show-misses] [--json]
+
+Per source folder: files ingested, quarantined (with reasons), crashed (an exception out of
+the pipeline: must be 0), and content lost (a body in the raw mail, none in the result).
+For the automatic-mail sets (`bounces/`, `autoreplies/`, `discourse/auto_*`,
+`sisimai-not-bounces/rb-issue-368-bug.eml`), how many would still get an auto-reply (must be
+0) and how many bounces are recognised as bounces. Where Zammad's expected results sit beside
+a mail (`mailNNN.expected.json`), how many of its from, subject, body and attachment
+expectations are met. No network, no database: the pure pipeline only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import html
+import json
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailbot.config import DEFAULT_CUSTOMER_ID_PATTERNS
+from mailbot.identify import CustomerDirectory, compile_patterns
+from mailbot.parsing import ParsedMessage
+from mailbot.pipeline import Analysis, DefaultSeverity, IngestPolicy, analyze
+from mailbot.replies.loops import Sender, is_bounce, no_reply_reason
+
+NOT_MAIL = {".yml", ".yaml", ".json", ".md"}
+WHO = Sender(own_addresses=("support@example.com",), agent_domains=("example.com",))
+BODY_MATCH_RATIO = 0.95  # share of words in common for "the same body, loosely"
+ZAMMAD_EMPTY_BODY = "no visible content"  # Zammad's placeholder for a mail without text
+
+
+@dataclass
+class SourceReport:
+    files: int = 0
+    ingested: int = 0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    crashed: list[tuple[str, str]] = field(default_factory=list)
+    lost_content: list[str] = field(default_factory=list)
+    automatic: int = 0
+    replied_to_automatic: list[str] = field(default_factory=list)
+    bounces: int = 0
+    bounces_recognised: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ExpectationReport:
+    checked: Counter[str] = field(default_factory=Counter)
+    met: Counter[str] = field(default_factory=Counter)
+    misses: list[tuple[str, str, str]] = field(default_factory=list)  # file, field, detail
+
+
+def mail_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix not in NOT_MAIL and "LICENSES" not in path.parts \
+                and not path.name.startswith("_expected") and path.name != "README.md":
+            yield path
+
+
+def source_of(root: Path, path: Path) -> str:
+    return path.relative_to(root).parts[0]
+
+
+def is_automatic(relative: Path) -> bool:
+    """Mail a machine wrote: none of it may get an auto-reply."""
+    top = relative.parts[0]
+    return top in {"bounces", "autoreplies"} or \
+        (top == "discourse" and relative.name.startswith("auto_")) or \
+        (top == "sisimai-not-bounces" and relative.name == "rb-issue-368-bug.eml")
+
+
+def is_bounce_sample(relative: Path) -> bool:
+    """A delivery report in the bounce set (its vacation and feedback samples are not)."""
+    name = relative.name.lower()
+    return relative.parts[0] == "bounces" and not any(
+        word in name for word in ("vacation", "autoreply", "auto-reply", "arf", "feedback",
+                                  "complaint", "not-bounce"))
+
+
+def raw_body_words(raw: bytes) -> int:
+    """Words after the header block of the raw bytes (0: nothing there to lose)."""
+    text = raw.replace(b"\r\n", b"\n")
+    _, sep, body = text.partition(b"\n\n")
+    return len(re.findall(rb"[A-Za-z]{3,}", body)) if sep else 0
+
+
+def has_content(message: ParsedMessage) -> bool:
+    return bool(message.body_text.strip() or message.body_html or message.attachments)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def strip_html(text: str) -> str:
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+    return html.unescape(re.sub(r"(?s)<[^>]+>", " ", text))
+
+
+def body_similarity(expected: str, ours: str) -> float:
+    a, b = words(expected), words(ours)
+    if not a and not b:
+        return 1.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def compare_with_zammad(message: ParsedMessage, expected: dict[str, Any], name: str,
+                        report: ExpectationReport) -> None:
+    def check(what: str, ok: bool, detail: str) -> None:
+        report.checked[what] += 1
+        if ok:
+            report.met[what] += 1
+        else:
+            report.misses.append((name, what, detail))
+
+    ours_from = message.from_.email if message.from_ else ""
+    if "from_email" in expected:
+        check("from", ours_from.lower() == str(expected["from_email"]).lower(),
+              f"expected {expected['from_email']!r}, got {ours_from!r}")
+    if "from_display_name" in expected:
+        ours_name = message.from_.name if message.from_ else ""
+        check("from name", ours_name == expected["from_display_name"],
+              f"expected {expected['from_display_name']!r}, got {ours_name!r}")
+    if "subject" in expected:  # exactly, but for whitespace at either end
+        check("subject", message.subject == str(expected["subject"]).strip(),
+              f"expected {expected['subject']!r}, got {message.subject!r}")
+    if "body" in expected:
+        wanted = str(expected["body"])
+        if wanted.strip() == ZAMMAD_EMPTY_BODY:
+            wanted = ""
+        if expected.get("content_type") == "text/html":
+            wanted = strip_html(wanted)
+        ratio = body_similarity(wanted, message.body_text)
+        check("body", ratio >= BODY_MATCH_RATIO,
+              f"{ratio:.0%} of words in common; expected {wanted.strip()[:80]!r}, "
+              f"got {message.body_text.strip()[:80]!r}")
+    if "attachments" in expected:
+        # Zammad files the HTML body as an attachment of its own ("content-alternative"), and
+        # keeps text attachments with LF line ends: either form of ours counts.
+        wanted_md5 = sorted(
+            a["md5"] for a in expected["attachments"]
+            if not (a.get("preferences") or {}).get("content-alternative"))
+        ours = [{hashlib.md5(a.data).hexdigest(),
+                 hashlib.md5(a.data.replace(b"\r\n", b"\n")).hexdigest()}
+                for a in message.attachments]
+        check("attachments", len(ours) == len(wanted_md5) and all(
+            any(md5 in forms for forms in ours) for md5 in wanted_md5),
+              f"expected {sorted(a.get('filename', '?') for a in expected['attachments'])}, "
+              f"got {sorted(a.filename for a in message.attachments)}")
+
+
+def run(root: Path) -> tuple[dict[str, SourceReport], ExpectationReport]:
+    policy = IngestPolicy(50_000_000, compile_patterns(DEFAULT_CUSTOMER_ID_PATTERNS))
+    directory, classifier = CustomerDirectory(), DefaultSeverity("P3")
+    sources: dict[str, SourceReport] = defaultdict(SourceReport)
+    expectations = ExpectationReport()
+    for path in mail_files(root):
+        relative = path.relative_to(root)
+        report = sources[relative.parts[0]]
+        report.files += 1
+        raw = path.read_bytes()
+        started = time.perf_counter()
+        try:
+            decision = analyze(raw, policy, directory, classifier)
+            reason = no_reply_reason(decision.message, WHO) \
+                if isinstance(decision, Analysis) else None
+            bounce = is_bounce(decision.message) if isinstance(decision, Analysis) else False
+        except Exception as exc:  # the count the harness exists for
+            report.crashed.append((str(relative), f"{type(exc).__name__}: {exc}"))
+            continue
+        finally:
+            report.seconds += time.perf_counter() - started
+        if not isinstance(decision, Analysis):
+            report.quarantined.append((str(relative), decision.reason))
+            continue
+        report.ingested += 1
+        message = decision.message
+        if not has_content(message) and raw_body_words(raw) >= 5:
+            report.lost_content.append(str(relative))
+        if is_automatic(relative):
+            report.automatic += 1
+            if reason is None:
+                report.replied_to_automatic.append(str(relative))
+        if is_bounce_sample(relative):
+            report.bounces += 1
+            report.bounces_recognised += bounce
+        expected_file = path.with_suffix(".expected.json")
+        if expected_file.exists():
+            compare_with_zammad(message, json.loads(expected_file.read_text()),
+                                str(relative), expectations)
+    return dict(sources), expectations
+
+
+def summary(sources: dict[str, SourceReport], expectations: ExpectationReport) -> dict[str, Any]:
+    total = SourceReport()
+    for report in sources.values():
+        total.files += report.files
+        total.ingested += report.ingested
+        total.quarantined += report.quarantined
+        total.crashed += report.crashed
+        total.lost_content += report.lost_content
+        total.automatic += report.automatic
+        total.replied_to_automatic += report.replied_to_automatic
+        total.bounces += report.bounces
+        total.bounces_recognised += report.bounces_recognised
+        total.seconds += report.seconds
+    checked, met = sum(expectations.checked.values()), sum(expectations.met.values())
+    return {
+        "files": total.files, "ingested": total.ingested,
+        "quarantined": len(total.quarantined), "crashed": len(total.crashed),
+        "lost_content": len(total.lost_content),
+        "automatic": total.automatic,
+        "auto_replies_to_automatic_mail": len(total.replied_to_automatic),
+        "bounces": total.bounces, "bounces_recognised": total.bounces_recognised,
+        "zammad_expectations": checked, "zammad_met": met,
+        "zammad_rate": round(met / checked, 4) if checked else None,
+        "zammad_by_field": {k: [expectations.met[k], v]
+                            for k, v in sorted(expectations.checked.items())},
+        "seconds": round(total.seconds, 2),
+    }
+
+
+def print_report(sources: dict[str, SourceReport], expectations: ExpectationReport,
+                 show_misses: bool) -> None:
+    print(f"{'source':22} {'files':>6} {'ingested':>8} {'quarant.':>8} {'crashed':>7} "
+          f"{'lost':>5} {'auto':>5} {'replied':>7} {'bounces':>9} {'ms/mail':>8}")
+    for name, r in sorted(sources.items()):
+        bounces = f"{r.bounces_recognised}/{r.bounces}" if r.bounces else "-"
+        print(f"{name:22} {r.files:>6} {r.ingested:>8} {len(r.quarantined):>8} "
+              f"{len(r.crashed):>7} {len(r.lost_content):>5} {r.automatic or '-':>5} "
+              f"{len(r.replied_to_automatic) if r.automatic else '-':>7} {bounces:>9} "
+              f"{1000 * r.seconds / max(r.files, 1):>8.1f}")
+    totals = summary(sources, expectations)
+    print(f"\n{totals['files']} files: {totals['ingested']} ingested, "
+          f"{totals['quarantined']} quarantined, {totals['crashed']} crashed, "
+          f"{totals['lost_content']} with content lost")
+    print(f"automatic mail: {totals['automatic']} files, "
+          f"{totals['auto_replies_to_automatic_mail']} would get an auto-reply")
+    if totals["bounces"]:
+        print(f"bounces recognised: {totals['bounces_recognised']} of {totals['bounces']} "
+              f"({totals['bounces_recognised'] / totals['bounces']:.1%})")
+    if totals["zammad_expectations"]:
+        fields = ", ".join(f"{k} {m}/{n}" for k, (m, n) in totals["zammad_by_field"].items())
+        print(f"Zammad expectations met: {totals['zammad_met']} of "
+              f"{totals['zammad_expectations']} ({totals['zammad_rate']:.1%}): {fields}")
+    for _name, r in sorted(sources.items()):
+        for file, reason in r.crashed:
+            print(f"CRASHED {file}: {reason}")
+        for file, reason in r.quarantined:
+            print(f"quarantined {file}: {reason}")
+        for file in r.replied_to_automatic:
+            print(f"WOULD AUTO-REPLY to {file}")
+        for file in r.lost_content:
+            print(f"content lost: {file}")
+    if show_misses:
+        for file, what, detail in expectations.misses:
+            print(f"miss {file} [{what}]: {detail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--show-misses", action="store_true",
+                        help="list every unmet Zammad expectation")
+    parser.add_argument("--json", action="store_true", help="print the totals as JSON")
+    args = parser.parse_args()
+    if not args.folder.is_dir():
+        parser.error(f"not a folder: {args.folder}")
+    sources, expectations = run(args.folder)
+    if args.json:
+        print(json.dumps(summary(sources, expectations), indent=2))
+    else:
+        print_report(sources, expectations, args.show_misses)
+    totals = summary(sources, expectations)
+    bad = totals["crashed"] or totals["auto_replies_to_automatic_mail"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
