@@ -91,19 +91,32 @@ def raw_body_words(raw: bytes) -> int:
     """Words after the header block of the raw bytes (0: nothing there to lose)."""
     text = raw.replace(b"\r\n", b"\n")
     _, sep, body = text.partition(b"\n\n")
-    return len(re.findall(rb"[A-Za-z]{3,}", body)) if sep else 0
+    if not sep:
+        return 0
+    lines = [line for line in body.split(b"\n")  # MIME boundaries and part headers aside
+             if not line.startswith(b"--") and not re.match(rb"^[\w-]+:\s", line)]
+    return len(re.findall(rb"[A-Za-z]{3,}", b"\n".join(lines)))
 
 
 def has_content(message: ParsedMessage) -> bool:
     return bool(message.body_text.strip() or message.body_html or message.attachments)
 
 
+_URL = re.compile(r"(?:https?://|mailto:|www\.)[^\s<>)\]]+", re.IGNORECASE)
+
+
 def words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.casefold())
+    """Words to compare bodies by; link targets left out (ours shows them, Zammad's not)."""
+    return re.findall(r"\w+", _URL.sub(" ", text).casefold())
+
+
+_INLINE_TAGS = re.compile(r"(?is)</?(?:span|a|b|i|u|em|strong|font|sub|sup|small|big)\b[^>]*>")
 
 
 def strip_html(text: str) -> str:
+    """Zammad's HTML body as a reader sees it: inline tags join, block tags separate."""
     text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+    text = _INLINE_TAGS.sub("", text)
     return html.unescape(re.sub(r"(?s)<[^>]+>", " ", text))
 
 

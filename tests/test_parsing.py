@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import timedelta
 
@@ -170,3 +171,89 @@ def test_unique_filenames_never_repeat(names: list[str]) -> None:
 def test_normalized_message_id_is_stable(local: str) -> None:
     once = normalize_message_id(f"<{local}@Example.COM>")
     assert once is not None and normalize_message_id(once) == once
+
+
+def test_missing_from_falls_back_to_reply_to() -> None:
+    message = parse_message(mail("Reply-To: <vip@example.org>\nSubject: hi"))
+    assert message.from_ is not None and message.from_.email == "vip@example.org"
+    assert "no usable From: sender taken from Reply-To" in message.defects
+
+
+def test_header_lines_that_lost_their_folding_indent_are_mended() -> None:
+    raw = (b"---- Original email message ----\r\nReturn-Path: a@example.org\r\n"
+           b"Received: from mail.example.org ([10.0.0.1])\r\nby mx.example.org with ESMTP\r\n"
+           b"for <help@example.org>; Thu, 2 Aug 2018 16:58:16 +0200\r\n"
+           b"From: a@example.org\r\nSubject: Contact from Server\r\n\r\nBody text\r\n")
+    message = parse_message(raw)
+    assert (message.subject, message.from_ and message.from_.email) == (
+        "Contact from Server", "a@example.org")
+    assert message.body_text == "Body text"
+    assert message.headers["received"] == (
+        "from mail.example.org ([10.0.0.1]) by mx.example.org with ESMTP "
+        "for <help@example.org>; Thu, 2 Aug 2018 16:58:16 +0200",)
+
+
+def test_multipart_without_a_boundary_in_the_body_is_read_as_text() -> None:
+    raw = mail('Content-Type: multipart/mixed; boundary="nowhere"\n'
+               "Content-Transfer-Encoding: quoted-printable",
+               "=E4=F6=FC ad asd\r\n\r\n-Martin\r\n")
+    message = parse_message(raw)
+    assert message.body_text == "äöü ad asd\n\n-Martin"
+    assert message.attachments == ()
+
+
+def test_text_and_html_parts_of_a_mixed_mail_are_all_in_the_body_in_order() -> None:
+    raw = mail('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"',
+               "--b\r\nContent-Type: text/html\r\n\r\n<h1>First, in HTML</h1>\r\n"
+               "--b\r\nContent-Type: text/plain\r\n\r\nThen plain text\r\n"
+               "--b\r\nContent-Type: text/html\r\n\r\n<p>And the signature</p>\r\n--b--\r\n")
+    message = parse_message(raw)
+    assert message.body_text.split("\n\n") == [
+        "First, in HTML", "Then plain text", "And the signature"]
+
+
+def test_delivery_report_fields_are_an_attachment_and_the_returned_mail_named() -> None:
+    raw = mail('MIME-Version: 1.0\nContent-Type: multipart/report; '
+               'report-type=delivery-status; boundary="r"',
+               "--r\r\nContent-Type: text/plain\r\n\r\nYour mail could not be delivered.\r\n"
+               "--r\r\nContent-Description: Delivery report\r\n"
+               "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n"
+               "\r\nFinal-Recipient: rfc822; x@example.org\r\nStatus: 5.2.2\r\n"
+               "--r\r\nContent-Type: message/rfc822\r\n\r\nFrom: me@example.com\r\n"
+               "Subject: hello 123 =?utf-8?q?=C3=A4?=\r\nX-Long: " + "word " * 30 + "\r\n\r\n"
+               "original\r\n--r--\r\n")
+    message = parse_message(raw)
+    assert message.body_text == "Your mail could not be delivered."
+    report, returned = message.attachments
+    assert (report.filename, report.content_type) == ("Delivery report.txt",
+                                                      "message/delivery-status")
+    assert report.data == (b"Reporting-MTA: dns; mx.example\n\n"
+                           b"Final-Recipient: rfc822; x@example.org\nStatus: 5.2.2\n")
+    assert returned.filename == "hello 123 ä.eml"
+    assert b"X-Long: " + b"word " * 29 + b"word" in returned.data  # not folded again
+
+
+def test_uuencoded_attachment_without_begin_line_is_decoded() -> None:
+    raw = mail('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="u"',
+               "--u\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+               "--u\r\nContent-Type: application/octet-stream; name=a.txt\r\n"
+               "Content-Disposition: attachment; filename=a.txt\r\n"
+               "Content-Transfer-Encoding: x-uuencode\r\n\r\n,2&5L;&\\@6F%M;6%D\r\n`\r\n--u--\r\n")
+    (attachment,) = parse_message(raw).attachments
+    assert attachment.data == b"Hello Zammad"
+
+
+def test_header_bytes_in_shift_jis_under_a_declared_iso_2022_jp() -> None:
+    shift_jis = "ツール".encode("cp932")
+    raw = (b"From: =?ISO-2022-JP?B?" + base64.b64encode(shift_jis) + b"?= <a@example.jp>\r\n"
+           b"Subject: " + shift_jis + b"\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n"
+           b"\r\nhello\r\n")
+    message = parse_message(raw)
+    assert message.subject == "ツール"
+    assert message.from_ is not None and message.from_.name == "ツール"
+
+
+def test_text_after_the_end_of_an_html_document_is_kept() -> None:
+    raw = mail("Content-Type: text/html; charset=utf-8",
+               "<html><body><p>Top</p></body></html><div>Forwarded part</div>")
+    assert parse_message(raw).body_text.split("\n\n") == ["Top", "Forwarded part"]

@@ -8,6 +8,7 @@ from email.utils import getaddresses
 from mailbot.parsing.model import Address
 
 _ANGLE = re.compile(r"<([^<>@\s]+@[^<>\s]+)>")
+_ASCII_SPACE = re.compile(r"[ \t\r\n]+")  # an ideographic space in a name stays
 _BARE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -20,7 +21,7 @@ def parse_addresses(values: tuple[str, ...] | list[str]) -> tuple[Address, ...]:
         if "@" not in email or email in seen or " " in email:
             continue
         seen.add(email)
-        found.append(Address(" ".join(name.split()).strip('"').strip(), email))
+        found.append(Address(_ASCII_SPACE.sub(" ", name).strip().strip('"').strip(), email))
     return tuple(found)
 
 

@@ -28,11 +28,24 @@ def codec_for(charset: str | None) -> str:
         return "utf-8"
 
 
+# A 7-bit charset declared for the body says which 8-bit ones raw header bytes are likely in.
+_EIGHT_BIT_RELATIVES = {
+    "iso2022_jp": ("cp932", "euc_jp"), "iso2022_jp_ext": ("cp932", "euc_jp"),
+    "iso2022_jp_2": ("cp932", "euc_jp"), "euc_jp": ("cp932",), "cp932": ("euc_jp",),
+    "iso2022_kr": ("cp949",), "hz": ("gb18030",),
+}
+
+
 def decode_bytes(data: bytes, charset: str | None = None,
                  fallbacks: tuple[str, ...] = ()) -> str:
     """Bytes to text with the declared charset, else UTF-8, the fallbacks, Windows-1252."""
-    candidates = [codec_for(charset)] if charset else []
-    candidates += ["utf-8", *(codec_for(f) for f in fallbacks), "cp1252"]
+    declared = codec_for(charset) if charset else None
+    candidates = [declared, *_EIGHT_BIT_RELATIVES.get(declared, ())] if declared else []
+    candidates += ["utf-8"]
+    for fallback in fallbacks:
+        codec = codec_for(fallback)
+        candidates += [codec, *_EIGHT_BIT_RELATIVES.get(codec, ())]
+    candidates += ["cp1252"]
     for codec in candidates:
         try:
             return data.decode(codec)

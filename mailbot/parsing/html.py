@@ -10,12 +10,14 @@ from inscriptis.model.config import ParserConfig
 
 _CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=True)
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
+_DOCUMENT_END = re.compile(r"</(?:body|html)\s*>", re.IGNORECASE)
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text of an HTML document; '' for an empty or unparseable one."""
     if not html.strip():
         return ""
+    html = _DOCUMENT_END.sub("", html)  # text after </html> (mail appended by a forward)
     try:
         text = get_text(html, _CONFIG)
     except Exception:

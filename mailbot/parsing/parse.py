@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import email
 import logging
 import re
@@ -14,7 +15,12 @@ import mailparser
 
 from mailbot.parsing.addresses import parse_addresses
 from mailbot.parsing.filenames import default_filename, sanitize_filename, unique_filenames
-from mailbot.parsing.headers import decode_bytes, decode_header_value, decoded_headers
+from mailbot.parsing.headers import (
+    declared_charsets,
+    decode_bytes,
+    decode_header_value,
+    decoded_headers,
+)
 from mailbot.parsing.html import html_to_text
 from mailbot.parsing.identity import message_ids, normalize_message_id
 from mailbot.parsing.model import Attachment, MessageParseError, ParsedMessage
@@ -23,7 +29,16 @@ logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 _HEADER_LINE = re.compile(rb"^(From |[\x21-\x39\x3b-\x7e]{1,80}:)")
 _MAX_PARTS = 2000
+_REPORT_PARTS = {  # machine-readable parts of delivery and read reports
+    "message/delivery-status": ".txt", "message/global-delivery-status": ".txt",
+    "message/disposition-notification": ".txt", "message/feedback-report": ".txt",
+    "text/rfc822-headers": ".txt", "message/rfc822-headers": ".txt",
+}
+_AS_RECEIVED = email_policy.compat32.clone(max_line_length=0)
+_UUENCODINGS = {"x-uuencode", "uuencode", "x-uue", "uue"}
 _MAX_JUNK_LINES = 5
+_MAX_HEADER_BYTES = 256 * 1024
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
 
 
@@ -70,21 +85,51 @@ def parse_headers_only(raw: bytes, limit: int = 256 * 1024) -> ParsedMessage:
 
 
 def _header_start(raw: bytes) -> tuple[bytes, list[str]]:
-    """The bytes from the first header line on; junk lines before a header block are skipped."""
+    """The bytes from the first header line on, with a mangled header block mended.
+
+    Junk lines before the header block are skipped, and lines inside it that lost the
+    indentation of a folded header (a mail pasted through a web form) are indented again.
+    """
     if not raw.strip():
         raise MessageParseError("empty message")
     stripped = raw.lstrip(b" \t\r\n")
     if _HEADER_LINE.match(stripped[:200]):
         skipped = len(raw) - len(stripped)
-        return stripped, [f"{skipped} bytes of blank space before the headers"] if skipped else []
+        defects = [f"{skipped} bytes of blank space before the headers"] if skipped else []
+        return _mend_folding(stripped, defects)
     lines = stripped[:4000].splitlines(keepends=True)
     offset = 0
     for index, line in enumerate(lines[:_MAX_JUNK_LINES]):
         following = lines[index:index + 2]
         if len(following) == 2 and all(_HEADER_LINE.match(x) for x in following):
-            return stripped[offset:], [f"{index} line(s) of text before the headers skipped"]
+            return _mend_folding(stripped[offset:],
+                                 [f"{index} line(s) of text before the headers skipped"])
         offset += len(line)
     raise MessageParseError("no header block: the data does not start with a mail header")
+
+
+def _mend_folding(raw: bytes, defects: list[str]) -> tuple[bytes, list[str]]:
+    """Indent stray lines of the header block that have header lines after them.
+
+    A stray line with no header after it, before the blank line, is where the body starts
+    in a mail without the blank line; it is left alone.
+    """
+    end = _HEADER_END.search(raw, 0, _MAX_HEADER_BYTES)
+    block = raw[:end.start()] if end else raw[:_MAX_HEADER_BYTES]
+    lines = block.splitlines(keepends=True)
+    headers = [i for i, line in enumerate(lines) if _HEADER_LINE.match(line)]
+    if not headers:
+        return raw, defects
+    last_header = headers[-1]
+    mended = 0
+    for index, line in enumerate(lines[1:last_header], start=1):
+        if line[:1] not in (b" ", b"\t") and not _HEADER_LINE.match(line) and line.strip():
+            lines[index] = b" " + line
+            mended += 1
+    if not mended:
+        return raw, defects
+    defects.append(f"{mended} header line(s) without the indentation of a folded header")
+    return b"".join(lines) + raw[len(block):], defects
 
 
 def _build(message: Message, size: int, defects: list[str], *,
@@ -99,6 +144,12 @@ def _build(message: Message, size: int, defects: list[str], *,
         return values[0] if values else None
 
     senders = parse_addresses(all_of("from"))
+    if not senders:  # no usable From: whoever else the mail names as its sender
+        for fallback in ("reply-to", "sender", "return-path"):
+            senders = parse_addresses(all_of(fallback))
+            if senders:
+                defects.append(f"no usable From: sender taken from {fallback.title()}")
+                break
     text, html, attachments = _walk(message, defects) if with_body else ("", None, ())
     defects += [type(d).__name__ for d in getattr(message, "defects", ())]
     return ParsedMessage(
@@ -134,32 +185,54 @@ def _date(value: str | None) -> datetime | None:
 
 def _walk(message: Message, defects: list[str]
           ) -> tuple[str, str | None, tuple[Attachment, ...]]:
-    """Body text, HTML and attachments; nested messages are kept whole, not descended into."""
-    plain: list[str] = []
+    """Body text, HTML and attachments; nested messages are kept whole, not descended into.
+
+    The body is every inline text part in order (a mail client may put text, an image and
+    more text one after the other); of a multipart/alternative, the text/plain version only,
+    the others' HTML kept as the HTML body. HTML with no text version is turned into text.
+    """
+    pieces: list[tuple[str, str]] = []  # ("text/plain" | "text/html", text) of the body
     html: list[str] = []
     files: list[tuple[str, str, bytes, bool, str | None]] = []
-    stack: list[Message] = [message]
+    stack: list[tuple[Message, bool]] = [(message, False)]  # (part, an unchosen alternative)
     seen = 0
     while stack:
-        part = stack.pop(0)
+        part, unchosen = stack.pop(0)
         seen += 1
         if seen > _MAX_PARTS:
             defects.append(f"more than {_MAX_PARTS} MIME parts: the rest ignored")
             break
         ctype = _content_type(part)
+        if ctype in _REPORT_PARTS:  # a DSN's or MDN's fields: an attachment, not body text
+            files.append((_filename(part) or _described_name(part, ctype), ctype,
+                          _report_bytes(part), False, None))
+            continue
         if part.is_multipart() and ctype != "message/rfc822":
             payload = part.get_payload()
             if isinstance(payload, list):
-                stack[0:0] = [p for p in payload if isinstance(p, Message)]
+                children = [p for p in payload if isinstance(p, Message)]
+                chosen = _chosen_alternative(children) if ctype == "multipart/alternative" \
+                    else None
+                stack[0:0] = [(child, unchosen or (chosen is not None and child is not chosen))
+                              for child in children]
+            continue
+        if ctype.startswith("multipart/"):  # no boundary found: what is there is the text
+            defects.append(f"{ctype} without parts: read as text")
+            pieces.append(("text/plain", _text_payload(part)))
             continue
         disposition = decode_header_value(part.get("Content-Disposition")).split(";")[0]
         disposition = disposition.strip().lower()
         filename = _filename(part)
+        if not filename and (ctype == "message/rfc822" or disposition == "attachment"):
+            filename = _described_name(part, ctype)
         is_body = (ctype in ("text/plain", "text/html") and disposition != "attachment"
                    and not filename)
         if is_body:
             text = _text_payload(part)
-            (plain if ctype == "text/plain" else html).append(text)
+            if ctype == "text/html":
+                html.append(text)
+            if not unchosen:
+                pieces.append((ctype, text))
             continue
         data = _binary_payload(part, ctype)
         content_id = normalize_message_id(decode_header_value(part.get("Content-ID")))
@@ -174,10 +247,20 @@ def _walk(message: Message, defects: list[str]
                    content_id=cid)
         for name, (_n, ctype, data, inline, cid) in zip(names, files, strict=True))
     html_text = "\n".join(h for h in html if h.strip()) or None
-    body = "\n\n".join(p.strip("\r\n") for p in plain if p.strip())
-    if not body and html_text:
-        body = html_to_text(html_text)
-    return _tidy(body), html_text, attachments
+    texts = [(text.strip("\r\n") if ctype == "text/plain" else html_to_text(text))
+             for ctype, text in pieces if text.strip()]
+    return _tidy("\n\n".join(t for t in texts if t.strip())), html_text, attachments
+
+
+def _chosen_alternative(children: list[Message]) -> Message | None:
+    """The version of a multipart/alternative the body is read from: the plain text one."""
+    for child in children:
+        if _content_type(child) == "text/plain" and not _filename(child):
+            return child
+    for child in children:  # text inside a nested multipart (alternative of related parts)
+        if child.is_multipart() and any(_content_type(p) == "text/plain" for p in child.walk()):
+            return child
+    return None
 
 
 def _content_type(part: Message) -> str:
@@ -199,6 +282,33 @@ def _filename(part: Message) -> str:
     return decode_header_value(name) if name else ""
 
 
+def _described_name(part: Message, ctype: str) -> str:
+    """A name for a part without one: its description, the subject of an attached mail."""
+    extension = _REPORT_PARTS.get(ctype) or (".eml" if ctype == "message/rfc822" else "")
+    if ctype == "message/rfc822":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            subject = " ".join(decode_header_value(
+                inner[0].get("Subject"), declared_charsets(inner[0])).split())
+            if subject:
+                return subject + ".eml"
+    described = decode_header_value(part.get("Content-Description"))
+    if described and extension:
+        return described + extension
+    if ctype in _REPORT_PARTS:
+        return ctype.rpartition("/")[2] + _REPORT_PARTS[ctype]
+    return described
+
+
+def _report_bytes(part: Message) -> bytes:
+    """The text of a report part, whose field groups the parser took for header blocks."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        groups = [p.as_bytes().strip(b"\r\n") for p in payload if isinstance(p, Message)]
+        return b"\n\n".join(g for g in groups if g) + b"\n"
+    return _binary_payload(part, "text/plain")
+
+
 def _text_payload(part: Message) -> str:
     try:
         data = part.get_payload(decode=True)
@@ -214,18 +324,38 @@ def _binary_payload(part: Message, ctype: str) -> bytes:
     if ctype == "message/rfc822" or part.is_multipart():
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            try:
-                return inner[0].as_bytes()
+            try:  # headers as they came, not folded again
+                return inner[0].as_bytes(policy=_AS_RECEIVED)
             except Exception:
                 return inner[0].as_string().encode("utf-8", "replace")
+    payload = part.get_payload()
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding in _UUENCODINGS and isinstance(payload, str) and \
+            not re.search(r"^begin [0-7]+ ", payload, re.MULTILINE):
+        return _uudecode_lines(payload)
     try:
         data = part.get_payload(decode=True)
     except Exception:
         data = None
     if isinstance(data, bytes):
         return data
-    payload = part.get_payload()
     return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+
+
+def _uudecode_lines(payload: str) -> bytes:
+    """uuencoded data without its `begin` and `end` lines (the standard library wants them)."""
+    out = bytearray()
+    for line in payload.splitlines():
+        if not line.strip() or line.strip() in ("`", "end"):
+            continue
+        try:
+            out += binascii.a2b_uu(line)
+        except binascii.Error:
+            try:  # some encoders pad lines short: the length byte says how many to keep
+                out += binascii.a2b_uu(line + " " * 80)
+            except binascii.Error:
+                continue
+    return bytes(out)
 
 
 def _tidy(text: str) -> str:
