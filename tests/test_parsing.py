@@ -257,3 +257,10 @@ def test_text_after_the_end_of_an_html_document_is_kept() -> None:
     raw = mail("Content-Type: text/html; charset=utf-8",
                "<html><body><p>Top</p></body></html><div>Forwarded part</div>")
     assert parse_message(raw).body_text.split("\n\n") == ["Top", "Forwarded part"]
+
+
+def test_an_empty_text_version_gives_way_to_the_html_one() -> None:
+    raw = mail('MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="a"',
+               "--a\r\nContent-Type: text/plain\r\n\r\n \r\n"
+               "--a\r\nContent-Type: text/html\r\n\r\n<p>The real text</p>\r\n--a--\r\n")
+    assert parse_message(raw).body_text == "The real text"

@@ -249,7 +249,10 @@ def _walk(message: Message, defects: list[str]
     html_text = "\n".join(h for h in html if h.strip()) or None
     texts = [(text.strip("\r\n") if ctype == "text/plain" else html_to_text(text))
              for ctype, text in pieces if text.strip()]
-    return _tidy("\n\n".join(t for t in texts if t.strip())), html_text, attachments
+    body = "\n\n".join(t for t in texts if t.strip())
+    if not body.strip() and html_text:  # an empty text version beside a full HTML one
+        body = html_to_text(html_text)
+    return _tidy(body), html_text, attachments
 
 
 def _chosen_alternative(children: list[Message]) -> Message | None:
