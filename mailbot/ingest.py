@@ -165,13 +165,16 @@ class Ingestor:
     def quarantine(self, item: Incoming, reason: str, *, mailbox: str | None = None) -> Outcome:
         """Keep a message that cannot be processed, raw, with the reason; it can be replayed."""
         sha = hashlib.sha256(item.raw).hexdigest()
-        rejection = Rejection(sha, "sha256:" + sha, reason)
-        try:
-            outcome = self._store_in_transaction(rejection, item, mailbox)
-        except DBAPIError as exc:
-            raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
+        outcome = self._store_rejection(Rejection(sha, "sha256:" + sha, reason), item, mailbox)
         _log_outcome(outcome, item.source)
         return outcome
+
+    def _store_rejection(self, rejection: Rejection, item: Incoming,
+                         mailbox: str | None) -> Outcome:
+        try:
+            return self._store_in_transaction(rejection, item, mailbox)
+        except DBAPIError as exc:
+            raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
 
     def _analyze(self, item: Incoming, failed: Failed | None) -> Analysis | Rejection | None:
         try:
@@ -201,11 +204,8 @@ class Ingestor:
         except DBAPIError as exc:
             reason = f"cannot be stored: {describe_db_error(exc)}"
             log.error("message.store_failed", source=item.source, reason=reason)
-        rejection = Rejection(decision.raw_sha256, decision.key, reason)
-        try:
-            return self._store_in_transaction(rejection, item, mailbox)
-        except DBAPIError as exc:
-            raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
+        return self._store_rejection(Rejection(decision.raw_sha256, decision.key, reason),
+                                     item, mailbox)
 
     def _store_in_transaction(self, decision: Analysis | Rejection, item: Incoming,
                               mailbox: str | None) -> Outcome:
