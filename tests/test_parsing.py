@@ -227,8 +227,8 @@ def test_delivery_report_fields_are_an_attachment_and_the_returned_mail_named() 
     report, returned = message.attachments
     assert (report.filename, report.content_type) == ("Delivery report.txt",
                                                       "message/delivery-status")
-    assert report.data == (b"Reporting-MTA: dns; mx.example\n\n"
-                           b"Final-Recipient: rfc822; x@example.org\nStatus: 5.2.2\n")
+    assert report.data == (b"Reporting-MTA: dns; mx.example\r\n\r\n"
+                           b"Final-Recipient: rfc822; x@example.org\r\nStatus: 5.2.2\r\n")
     assert returned.filename == "hello 123 ä.eml"
     assert b"X-Long: " + b"word " * 29 + b"word" in returned.data  # not folded again
 
@@ -264,3 +264,77 @@ def test_an_empty_text_version_gives_way_to_the_html_one() -> None:
                "--a\r\nContent-Type: text/plain\r\n\r\n \r\n"
                "--a\r\nContent-Type: text/html\r\n\r\n<p>The real text</p>\r\n--a--\r\n")
     assert parse_message(raw).body_text == "The real text"
+
+
+def test_a_comma_inside_an_encoded_display_name_does_not_split_the_address() -> None:
+    parsed = parse_message(mail(
+        "From: =?iso-8859-1?Q?B=FCrling,=20Andreas?= <smith@example.com>\n"
+        'To: "Doe, Jane" <jane@example.com>, =?utf-8?Q?J=C3=B6rg?= <j@example.com>'))
+    assert parsed.from_ is not None
+    assert (parsed.from_.name, parsed.from_.email) == ("Bürling, Andreas", "smith@example.com")
+    assert [(a.name, a.email) for a in parsed.to] == [
+        ("Doe, Jane", "jane@example.com"), ("Jörg", "j@example.com")]
+
+
+def test_a_comment_after_the_display_name_is_not_part_of_it() -> None:
+    parsed = parse_message(mail(
+        "From: MAILER-DAEMON (Mail Delivery System) <postmaster@example.com>\n"
+        'To: "Sales (EMEA)" <sales@example.com>, root@example.com (Root User)'))
+    assert parsed.from_ is not None and parsed.from_.name == "MAILER-DAEMON"
+    assert [a.name for a in parsed.to] == ["Sales (EMEA)", "Root User"]
+
+
+def _forward(linesep: bytes, inner: bytes) -> bytes:
+    outer = (b"From: a@x.example\nSubject: Fwd\nMIME-Version: 1.0\n"
+             b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+             b"see below\n--b\nContent-Type: message/rfc822\n\n")
+    return (outer + inner + b"\n--b--\n").replace(b"\n", linesep)
+
+
+@pytest.mark.parametrize("linesep", [b"\r\n", b"\n"])
+def test_an_attached_mail_keeps_its_bytes_and_line_ends(linesep: bytes) -> None:
+    inner = (b"From: b@y.example\nSubject: A very long subject line that a generator would "
+             b"fold again if it were allowed to, and must not be\nX-Tab: a\tb\n\n"
+             b"Body line\n")
+    (attached,) = parse_message(_forward(linesep, inner)).attachments
+    assert attached.data == inner.replace(b"\n", linesep)
+
+
+def test_an_empty_attached_mail_is_empty() -> None:
+    (attached,) = parse_message(_forward(b"\r\n", b"")).attachments
+    assert (attached.filename, attached.data) == ("message-1.eml", b"")
+
+
+def test_an_attached_mail_is_named_by_its_raw_8bit_subject_in_its_own_charset() -> None:
+    inner = (b"From: b@y.example\nSubject: \xd7\xaa\xb7\xa2\nContent-Type: text/plain; "
+             b"charset=gb2312\n\n\xd7\xaa\xb7\xa2\n")
+    (attached,) = parse_message(_forward(b"\r\n", inner)).attachments
+    assert attached.filename == "转发.eml"
+
+
+def test_delivery_status_fields_are_kept_as_they_came() -> None:
+    fields = (b"Reporting-MTA: dns; mx.example.com\n\nFinal-Recipient: rfc822; x@example.com\n"
+              b"Action: failed\nStatus: 5.1.1\n\n")
+    raw = (b"From: MAILER-DAEMON@example.com\nSubject: Undelivered\nMIME-Version: 1.0\n"
+           b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n\n'
+           b"--r\nContent-Type: text/plain\n\nNot delivered.\n"
+           b"--r\nContent-Type: message/delivery-status\n\n" + fields + b"\n--r--\n")
+    (report,) = parse_message(raw).attachments
+    assert report.data == fields
+
+
+def test_a_text_version_that_only_points_at_the_html_one_gives_way_to_it() -> None:
+    article = " ".join(f"word{i}" for i in range(120))
+    raw = mail('MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="a"',
+               "--a\r\nContent-Type: text/plain\r\n\r\nRead this newsletter online: "
+               "https://news.example.com/1\r\n"
+               f"--a\r\nContent-Type: text/html\r\n\r\n<p>{article}</p>\r\n--a--\r\n")
+    assert parse_message(raw).body_text == article
+
+
+def test_a_short_text_version_beside_a_short_html_one_is_still_preferred() -> None:
+    raw = mail('MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="a"',
+               "--a\r\nContent-Type: text/plain\r\n\r\nThanks, it works now.\r\n"
+               "--a\r\nContent-Type: text/html\r\n\r\n<p>Thanks, it <b>works</b> now.</p>"
+               "<p>Sent from my phone</p>\r\n--a--\r\n")
+    assert parse_message(raw).body_text == "Thanks, it works now."

@@ -7,6 +7,8 @@ import re
 from email.header import decode_header
 from email.message import Message
 
+import charset_normalizer
+
 CHARSET_ALIASES = {
     "iso-gb2312": "gb2312", "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
     "ks_c_5601-1987": "cp949", "ks_c_5601": "cp949", "euc-kr": "cp949",
@@ -36,22 +38,75 @@ _EIGHT_BIT_RELATIVES = {
 }
 
 
+_WESTERN = {"ascii", "cp1252", "latin-1", "iso8859-15"}  # codecs any byte sequence fits
+_DETECT_MIN_BYTES = 24  # shorter runs of 8-bit bytes are too little for a detector
+
+
 def decode_bytes(data: bytes, charset: str | None = None,
                  fallbacks: tuple[str, ...] = ()) -> str:
-    """Bytes to text with the declared charset, else UTF-8, the fallbacks, Windows-1252."""
+    """Bytes to text: the declared charset, else UTF-8, the fallbacks, a detector, cp1252.
+
+    A Western declaration over valid UTF-8 is a mis-declaration (a mail client that says
+    us-ascii or latin-1 and sends UTF-8): UTF-8 wins. Text that is UTF-8 but for a few
+    stray bytes keeps its UTF-8 and reads the strays as Windows-1252. Without a usable
+    declaration, charset-normalizer guesses before Windows-1252 is assumed.
+    """
     declared = codec_for(charset) if charset else None
+    if declared in _WESTERN and not data.isascii() and _is_utf8(data):
+        return data.decode("utf-8")
     candidates = [declared, *_EIGHT_BIT_RELATIVES.get(declared, ())] if declared else []
     candidates += ["utf-8"]
-    for fallback in fallbacks:
-        codec = codec_for(fallback)
-        candidates += [codec, *_EIGHT_BIT_RELATIVES.get(codec, ())]
-    candidates += ["cp1252"]
     for codec in candidates:
         try:
             return data.decode(codec)
         except (UnicodeDecodeError, LookupError):
             continue
-    return data.decode("utf-8", "replace")
+    mixed = _mostly_utf8(data)
+    if mixed is not None:
+        return mixed
+    for fallback in fallbacks:
+        codec = codec_for(fallback)
+        for candidate in (codec, *_EIGHT_BIT_RELATIVES.get(codec, ())):
+            try:
+                return data.decode(candidate)
+            except (UnicodeDecodeError, LookupError):
+                continue
+    detected = _detected(data)
+    if detected is not None:
+        return detected
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with stray bytes read as Windows-1252, when most 8-bit bytes are good UTF-8."""
+    text = data.decode("utf-8", "surrogateescape")
+    strays = sum(1 for ch in text if "\udc80" <= ch <= "\udcff")
+    good = sum(1 for ch in text if ord(ch) > 0x7F and not "\udc80" <= ch <= "\udcff")
+    if not good or strays * 2 > good:
+        return None
+    return re.sub("[\udc80-\udcff]+", lambda m: _raw_bytes(m.group(0)).decode(
+        "cp1252", "replace"), text)
+
+
+def _detected(data: bytes) -> str | None:
+    if sum(1 for byte in data if byte > 0x7F) < _DETECT_MIN_BYTES:
+        return None
+    try:
+        best = charset_normalizer.from_bytes(data).best()
+    except Exception:
+        return None
+    return str(best) if best is not None else None
 
 
 def _raw_bytes(value: str) -> bytes:
@@ -109,15 +164,36 @@ def declared_charsets(message: Message, limit: int = 20) -> tuple[str, ...]:
         f for f in found if codec_for(f) in ("cp1252", "latin-1"))
 
 
-def decoded_headers(message: Message) -> dict[str, tuple[str, ...]]:
-    """Every header of a message, lower-cased name → decoded values in order."""
+def raw_header_values(message: Message) -> dict[str, tuple[str, ...]]:
+    """Every header as received: lower-cased name → unfolded values, 8-bit bytes escaped."""
     result: dict[str, list[str]] = {}
-    fallbacks: tuple[str, ...] | None = None
     for name, value in message.raw_items():
         key = decode_header_value(name).lower().strip()
-        if not key:
-            continue
-        if fallbacks is None and isinstance(value, str) and not value.isascii():
-            fallbacks = declared_charsets(message)
-        result.setdefault(key, []).append(decode_header_value(value, fallbacks or ()))
+        if key:
+            result.setdefault(key, []).append(_FOLD.sub(" ", str(value)))
     return {k: tuple(v) for k, v in result.items()}
+
+
+def header_fallbacks(message: Message, raw: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The charsets to try on raw 8-bit header bytes: those the message's parts declare."""
+    if all(v.isascii() for values in raw.values() for v in values):
+        return ()
+    return declared_charsets(message)
+
+
+def decoded_headers(raw: dict[str, tuple[str, ...]],
+                    fallbacks: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Raw header values (see raw_header_values) decoded to text."""
+    return {name: tuple(decode_header_value(v, fallbacks) for v in values)
+            for name, values in raw.items()}
+
+
+def header_text(message: Message, name: str) -> str:
+    """The first value of one header, decoded, raw 8-bit bytes in the parts' charsets."""
+    wanted = name.lower()
+    for key, value in message.raw_items():
+        if str(key).lower().strip() == wanted:
+            text = _FOLD.sub(" ", str(value))
+            fallbacks = declared_charsets(message) if not text.isascii() else ()
+            return decode_header_value(text, fallbacks)
+    return ""

@@ -20,10 +20,14 @@ from mailbot.parsing.headers import (
     decode_bytes,
     decode_header_value,
     decoded_headers,
+    header_fallbacks,
+    header_text,
+    raw_header_values,
 )
 from mailbot.parsing.html import html_to_text
 from mailbot.parsing.identity import message_ids, normalize_message_id
-from mailbot.parsing.model import Attachment, MessageParseError, ParsedMessage
+from mailbot.parsing.model import Address, Attachment, MessageParseError, ParsedMessage
+from mailbot.parsing.tnef import is_tnef, unpack_tnef
 
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
@@ -35,11 +39,26 @@ _REPORT_PARTS = {  # machine-readable parts of delivery and read reports
     "text/rfc822-headers": ".txt", "message/rfc822-headers": ".txt",
 }
 _AS_RECEIVED = email_policy.compat32.clone(max_line_length=0)
+
+
+class _RawHeaderValues(email_policy.Compat32):
+    """compat32, but a header value holding raw 8-bit bytes is handed out as it came.
+
+    compat32 turns such a value into replacement characters; kept as surrogate-escaped text,
+    its bytes are decoded later with the charsets the mail declares (see headers.py).
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_READ = _RawHeaderValues()
 _UUENCODINGS = {"x-uuencode", "uuencode", "x-uue", "uue"}
 _MAX_JUNK_LINES = 5
 _MAX_HEADER_BYTES = 256 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
+STUB_WORDS = 50  # a text version this short may be a stub pointing at the HTML one
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -56,8 +75,9 @@ def parse_message(raw: bytes) -> ParsedMessage:
             message = email.message_from_bytes(raw, policy=email_policy.compat32)
         except Exception as inner:
             raise MessageParseError(f"{type(inner).__name__}: {inner}") from inner
+    linesep = "\r\n" if b"\r\n" in raw[:_MAX_HEADER_BYTES] else "\n"
     try:
-        return _build(message, size, defects)
+        return _build(message, size, defects, linesep=linesep)
     except MessageParseError:
         raise
     except RecursionError as exc:
@@ -133,35 +153,40 @@ def _mend_folding(raw: bytes, defects: list[str]) -> tuple[bytes, list[str]]:
 
 
 def _build(message: Message, size: int, defects: list[str], *,
-           with_body: bool = True) -> ParsedMessage:
-    headers = decoded_headers(message)
+           with_body: bool = True, linesep: str = "\n") -> ParsedMessage:
+    """The ParsedMessage of a parsed tree; attached mails are written with `linesep`."""
+    message.policy = _READ
+    raw_headers = raw_header_values(message)
+    fallbacks = header_fallbacks(message, raw_headers)
+    headers = decoded_headers(raw_headers, fallbacks)
 
-    def all_of(name: str) -> tuple[str, ...]:
-        return headers.get(name, ())
+    def addresses(name: str) -> tuple[Address, ...]:
+        return parse_addresses(raw_headers.get(name, ()), fallbacks)
 
     def first(name: str) -> str | None:
         values = headers.get(name)
         return values[0] if values else None
 
-    senders = parse_addresses(all_of("from"))
+    senders = addresses("from")
     if not senders:  # no usable From: whoever else the mail names as its sender
         for fallback in ("reply-to", "sender", "return-path"):
-            senders = parse_addresses(all_of(fallback))
+            senders = addresses(fallback)
             if senders:
                 defects.append(f"no usable From: sender taken from {fallback.title()}")
                 break
-    text, html, attachments = _walk(message, defects) if with_body else ("", None, ())
+    text, html, attachments = _walk(message, defects, linesep) if with_body \
+        else ("", None, ())
     defects += [type(d).__name__ for d in getattr(message, "defects", ())]
     return ParsedMessage(
         message_id=normalize_message_id(first("message-id")),
         subject=" ".join((first("subject") or "").split()),
         from_=senders[0] if senders else None,
-        reply_to=parse_addresses(all_of("reply-to")),
-        to=parse_addresses(all_of("to")),
-        cc=parse_addresses(all_of("cc")),
+        reply_to=addresses("reply-to"),
+        to=addresses("to"),
+        cc=addresses("cc"),
         date=_date(first("date")),
         in_reply_to=(message_ids(first("in-reply-to")) or (None,))[0],
-        references=message_ids(" ".join(all_of("references"))),
+        references=message_ids(" ".join(headers.get("references", ()))),
         headers=headers,
         body_text=text,
         body_html=html,
@@ -183,7 +208,7 @@ def _date(value: str | None) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
-def _walk(message: Message, defects: list[str]
+def _walk(message: Message, defects: list[str], linesep: str
           ) -> tuple[str, str | None, tuple[Attachment, ...]]:
     """Body text, HTML and attachments; nested messages are kept whole, not descended into.
 
@@ -194,10 +219,13 @@ def _walk(message: Message, defects: list[str]
     pieces: list[tuple[str, str]] = []  # ("text/plain" | "text/html", text) of the body
     html: list[str] = []
     files: list[tuple[str, str, bytes, bool, str | None]] = []
+    outlook_texts: list[str] = []  # bodies found inside winmail.dat
+    charsets = declared_charsets(message)
     stack: list[tuple[Message, bool]] = [(message, False)]  # (part, an unchosen alternative)
     seen = 0
     while stack:
         part, unchosen = stack.pop(0)
+        part.policy = _READ
         seen += 1
         if seen > _MAX_PARTS:
             defects.append(f"more than {_MAX_PARTS} MIME parts: the rest ignored")
@@ -205,7 +233,7 @@ def _walk(message: Message, defects: list[str]
         ctype = _content_type(part)
         if ctype in _REPORT_PARTS:  # a DSN's or MDN's fields: an attachment, not body text
             files.append((_filename(part) or _described_name(part, ctype), ctype,
-                          _report_bytes(part), False, None))
+                          _report_bytes(part, linesep), False, None))
             continue
         if part.is_multipart() and ctype != "message/rfc822":
             payload = part.get_payload()
@@ -222,7 +250,7 @@ def _walk(message: Message, defects: list[str]
             continue
         disposition = decode_header_value(part.get("Content-Disposition")).split(";")[0]
         disposition = disposition.strip().lower()
-        filename = _filename(part)
+        filename = _filename(part, charsets)
         if not filename and (ctype == "message/rfc822" or disposition == "attachment"):
             filename = _described_name(part, ctype)
         is_body = (ctype in ("text/plain", "text/html") and disposition != "attachment"
@@ -234,7 +262,16 @@ def _walk(message: Message, defects: list[str]
             if not unchosen:
                 pieces.append((ctype, text))
             continue
-        data = _binary_payload(part, ctype)
+        data = _binary_payload(part, ctype, linesep)
+        if is_tnef(ctype, filename, data):
+            contents = unpack_tnef(data)
+            if contents is not None and not contents.empty:
+                files += [(f.filename, f.content_type, f.data, False, None)
+                          for f in contents.files]
+                outlook_texts.append(contents.text if contents.text.strip()
+                                     else html_to_text(contents.html or ""))
+                continue
+            defects.append(f"{filename or 'TNEF part'} could not be unpacked: kept as it is")
         content_id = normalize_message_id(decode_header_value(part.get("Content-ID")))
         inline = disposition == "inline" or (disposition == "" and content_id is not None
                                              and ctype.startswith("image/"))
@@ -250,9 +287,19 @@ def _walk(message: Message, defects: list[str]
     texts = [(text.strip("\r\n") if ctype == "text/plain" else html_to_text(text))
              for ctype, text in pieces if text.strip()]
     body = "\n\n".join(t for t in texts if t.strip())
-    if not body.strip() and html_text:  # an empty text version beside a full HTML one
-        body = html_to_text(html_text)
+    if not body.strip() and any(t.strip() for t in outlook_texts):
+        body = "\n\n".join(t.strip() for t in outlook_texts if t.strip())
+    if html_text and len(body.split()) < STUB_WORDS:
+        from_html = html_to_text(html_text)
+        if _is_stub(body, from_html):
+            body = from_html
     return _tidy(body), html_text, attachments
+
+
+def _is_stub(text: str, from_html: str) -> bool:
+    """An empty or "read the HTML version here" text version beside a full HTML one."""
+    words, html_words = len(text.split()), len(from_html.split())
+    return words == 0 or (html_words >= STUB_WORDS and html_words >= 5 * words)
 
 
 def _chosen_alternative(children: list[Message]) -> Message | None:
@@ -273,7 +320,8 @@ def _content_type(part: Message) -> str:
         return "application/octet-stream"
 
 
-def _filename(part: Message) -> str:
+def _filename(part: Message, charsets: tuple[str, ...] = ()) -> str:
+    """The part's file name; raw 8-bit bytes in it read with the mail's `charsets`."""
     try:
         name = part.get_filename()
     except Exception:
@@ -282,7 +330,7 @@ def _filename(part: Message) -> str:
         name = part.get_param("name", header="content-type")  # type: ignore[assignment]
         if isinstance(name, tuple):
             name = email.utils.collapse_rfc2231_value(name)
-    return decode_header_value(name) if name else ""
+    return decode_header_value(name, charsets) if name else ""
 
 
 def _described_name(part: Message, ctype: str) -> str:
@@ -291,11 +339,10 @@ def _described_name(part: Message, ctype: str) -> str:
     if ctype == "message/rfc822":
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            subject = " ".join(decode_header_value(
-                inner[0].get("Subject"), declared_charsets(inner[0])).split())
+            subject = " ".join(header_text(inner[0], "Subject").split())
             if subject:
                 return subject + ".eml"
-    described = decode_header_value(part.get("Content-Description"))
+    described = header_text(part, "Content-Description")
     if described and extension:
         return described + extension
     if ctype in _REPORT_PARTS:
@@ -303,13 +350,17 @@ def _described_name(part: Message, ctype: str) -> str:
     return described
 
 
-def _report_bytes(part: Message) -> bytes:
-    """The text of a report part, whose field groups the parser took for header blocks."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        groups = [p.as_bytes().strip(b"\r\n") for p in payload if isinstance(p, Message)]
-        return b"\n\n".join(g for g in groups if g) + b"\n"
-    return _binary_payload(part, "text/plain")
+def _report_bytes(part: Message, linesep: str) -> bytes:
+    """The text of a report part as it came (the parser took its field groups for headers)."""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding in ("base64", "quoted-printable") and not part.is_multipart():
+        return _binary_payload(part, "text/plain", linesep)
+    try:
+        written = part.as_bytes(policy=_AS_RECEIVED.clone(linesep=linesep))
+    except Exception:
+        return _binary_payload(part, "text/plain", linesep)
+    _head, blank, body = written.partition((linesep * 2).encode())
+    return body if blank else b""
 
 
 def _text_payload(part: Message) -> str:
@@ -323,25 +374,27 @@ def _text_payload(part: Message) -> str:
     return decode_bytes(data, part.get_content_charset())
 
 
-def _binary_payload(part: Message, ctype: str) -> bytes:
+def _binary_payload(part: Message, ctype: str, linesep: str) -> bytes:
+    """A part's bytes; an attached mail as it came, with the line ends of the mail around it."""
     if ctype == "message/rfc822" or part.is_multipart():
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
             try:  # headers as they came, not folded again
-                return inner[0].as_bytes(policy=_AS_RECEIVED)
+                written = inner[0].as_bytes(policy=_AS_RECEIVED.clone(linesep=linesep))
             except Exception:
-                return inner[0].as_string().encode("utf-8", "replace")
+                written = inner[0].as_string().encode("utf-8", "replace")
+            return written if written.strip() else b""
     payload = part.get_payload()
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     if encoding in _UUENCODINGS and isinstance(payload, str) and \
             not re.search(r"^begin [0-7]+ ", payload, re.MULTILINE):
         return _uudecode_lines(payload)
     try:
-        data = part.get_payload(decode=True)
+        decoded = part.get_payload(decode=True)
     except Exception:
-        data = None
-    if isinstance(data, bytes):
-        return data
+        decoded = None
+    if isinstance(decoded, bytes):
+        return decoded
     return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
 
 
