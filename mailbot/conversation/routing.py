@@ -15,9 +15,9 @@ from enum import StrEnum
 from mailbot.conversation.ids import SignedRef, ThreadSigner
 from mailbot.parsing import ParsedMessage
 from mailbot.replies.loops import Sender, automatic_reason, is_agent, is_bounce
+from mailbot.replies.returned import returned_text
 
 _TAG = re.compile(r"\[#(\d{1,12})\]")
-BOUNCE_SCAN_BYTES = 1_000_000
 
 
 class RouteKind(StrEnum):
@@ -64,8 +64,7 @@ def route_message(message: ParsedMessage, raw: bytes, signer: ThreadSigner, who:
     automatic = automatic_reason(message)
     if automatic is not None:
         if is_bounce(message):
-            text = raw[:BOUNCE_SCAN_BYTES].decode("utf-8", "replace")
-            returned = [r for r in signer.refs_in(text)
+            returned = [r for r in signer.refs_in(returned_text(message, raw))
                         if participants(r.ticket_number) is not None]
             if returned:
                 return Route(RouteKind.BOUNCE, returned[0].ticket_number, "returned mail",

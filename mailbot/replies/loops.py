@@ -161,9 +161,29 @@ _BOUNCE_SENDER = re.compile(r"^(mailer[-_.]?daemon|post[-_.]?master)([+-].*)?$",
 _BOUNCE_SUBJECT = re.compile(r"^\s*(" + _BOUNCE_SUBJECTS + ")", re.IGNORECASE)
 
 
+_NOT_DELIVERED = re.compile(
+    r"could not be delivered|couldn'?t be delivered|was not delivered|undeliverable|"
+    r"delivery (has )?failed|permanent(ly)? (error|failure)|mailbox (is )?(full|unavailable)|"
+    r"user unknown|no such (user|recipient)|recipient address rejected", re.IGNORECASE)
+_RETURNED_TYPES = {"message/rfc822", "text/rfc822-headers", "message/rfc822-headers"}
+_SES_BOUNCE = re.compile(r'"notificationType"\s*:\s*"Bounce"')
+
+
 def is_bounce(message: ParsedMessage) -> bool:
-    """A delivery failure report: a DSN, or a mailer-daemon's mail that says so."""
+    """A delivery failure report, by any of the shapes MTAs give one.
+
+    A DSN (multipart/report); a mailer-daemon's or postmaster's mail; a bounce subject; a
+    machine's mail that returns a message and says it was not delivered (carriers that
+    write their own notices); Amazon SES's bounce notification.
+    """
     if _report(message, Sender()) is not None:
         return True
     local = message.from_.email.partition("@")[0] if message.from_ else ""
-    return bool(_BOUNCE_SENDER.match(local)) or bool(_BOUNCE_SUBJECT.match(message.subject))
+    if _BOUNCE_SENDER.match(local) or _BOUNCE_SUBJECT.match(message.subject):
+        return True
+    if automatic_reason(message) is None:
+        return False
+    head = message.body_text[:4000]
+    returns_mail = any(a.content_type in _RETURNED_TYPES for a in message.attachments)
+    return (returns_mail and bool(_NOT_DELIVERED.search(head))) or \
+        bool(_SES_BOUNCE.search(head))
