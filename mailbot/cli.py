@@ -219,6 +219,7 @@ def _story_text(data: dict[str, Any]) -> str:
                       f"{message['message_id'] or '(no Message-ID)'}"
                       f" from {message['from'] or '(unknown)'} at {message['received_at']}"]
         lines += [f"    attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+                  + (f", holds {', '.join(a['contents'])}" if a["contents"] else "")
                   for a in message["attachments"]]
         text = message["display_text"] or message["body_text"]
         lines += ["", text.strip()[:4000]]

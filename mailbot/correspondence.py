@@ -79,7 +79,7 @@ class Correspondence:
             "reason": analysis.classification.reason,
             "response_due": self._due_words(dues, "response"),
             "resolution_due": self._due_words(dues, "resolution"),
-            "attachments": [a.filename for a in analysis.message.attachments],
+            "attachments": [a.label for a in analysis.message.attachments],
             "auto_reply": auto_reply,
             "excerpt": _excerpt(analysis.message.body_text),
         }
@@ -113,7 +113,7 @@ class Correspondence:
         if self.policy.notify and self.policy.from_address is not None:
             values = {"ticket": _ticket_values(ticket), "author": _author(analysis),
                       "reopened": reopened, "resumed": resumed,
-                      "attachments": [a.filename for a in analysis.message.attachments],
+                      "attachments": [a.label for a in analysis.message.attachments],
                       "excerpt": _excerpt(analysis.message.body_text)}
             self._queue(session, ticket, "notification", "follow_up", values,
                         to=self.policy.notify, in_reply_to=analysis.message.message_id,

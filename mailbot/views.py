@@ -60,7 +60,8 @@ def ticket_story_dict(story: TicketStory) -> dict[str, Any]:
         "body_text": m.body_text,
         "display_text": m.display_text or m.body_text,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
-                         "size": a.size, "sha256": a.sha256, "inline": a.inline}
+                         "size": a.size, "sha256": a.sha256, "inline": a.inline,
+                         "contents": list(story.mail_contents.get(a.id or -1, ()))}
                         for a in story.attachments.get(m.id or -1, [])],
     } for m in story.messages]
     row["events"] = [{"at": iso(e.at), "kind": e.kind, **e.detail} for e in story.events]

@@ -170,3 +170,22 @@ def test_sla_due_in_words_and_as_instants(tmp_path: Path) -> None:
 def test_sla_due_refuses_a_time_without_offset() -> None:
     result = mailbot(None, "sla", "due", "--severity", "P2", "--received", "2026-11-20T18:00")
     assert result.returncode == 1 and b"needs a UTC offset" in result.stderr
+
+
+def test_show_lists_the_files_inside_a_forwarded_mail(config: Path) -> None:
+    raw = (b"From: Jane <jane@customer.example>\r\nTo: support@example.com\r\n"
+           b"Subject: Fwd: the failing export\r\nMessage-ID: <fwd-1@customer.example>\r\n"
+           b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n'
+           b"--o\r\nContent-Type: text/plain\r\n\r\nSee the mail below.\r\n"
+           b"--o\r\nContent-Type: message/rfc822\r\n\r\n"
+           b"From: ops@customer.example\r\nSubject: Export log\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="i"\r\n\r\n'
+           b"--i\r\nContent-Type: text/plain\r\n\r\nLog attached.\r\n"
+           b"--i\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
+           b"filename=export.log\r\n\r\nERROR 42\r\n--i--\r\n--o--\r\n")
+    assert mailbot(config, "ingest", stdin=raw).returncode == 0
+    shown = json.loads(mailbot(config, "tickets", "show", "1", "--json").stdout)
+    (attached,) = shown["messages"][0]["attachments"]
+    assert (attached["filename"], attached["contents"]) == ("Export log.eml", ["export.log"])
+    text = mailbot(config, "tickets", "show", "1").stdout.decode()
+    assert "Export log.eml (message/rfc822" in text and "holds export.log" in text

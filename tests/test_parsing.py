@@ -338,3 +338,18 @@ def test_a_short_text_version_beside_a_short_html_one_is_still_preferred() -> No
                "--a\r\nContent-Type: text/html\r\n\r\n<p>Thanks, it <b>works</b> now.</p>"
                "<p>Sent from my phone</p>\r\n--a--\r\n")
     assert parse_message(raw).body_text == "Thanks, it works now."
+
+
+def test_an_attached_mail_lists_its_files_and_those_of_mails_inside_it() -> None:
+    deepest = (b"From: c@z.example\nSubject: Deepest\nMIME-Version: 1.0\n"
+               b'Content-Type: multipart/mixed; boundary="d"\n\n--d\nContent-Type: text/plain\n\n'
+               b"hi\n--d\nContent-Type: image/png; name=shot.png\nContent-Transfer-Encoding: "
+               b"base64\n\niVBORw0KGgo=\n--d--\n")
+    inner = (b"From: b@y.example\nSubject: Inner\nMIME-Version: 1.0\n"
+             b'Content-Type: multipart/mixed; boundary="i"\n\n--i\nContent-Type: text/plain\n\n'
+             b"see files\n--i\nContent-Type: application/pdf; name=report.pdf\n"
+             b"Content-Transfer-Encoding: base64\n\nJVBERi0=\n"
+             b"--i\nContent-Type: message/rfc822\n\n" + deepest + b"\n--i--\n")
+    (attached,) = parse_message(_forward(b"\n", inner)).attachments
+    assert attached.contents == ("report.pdf", "Deepest.eml", "Deepest.eml/shot.png")
+    assert attached.label == "Inner.eml (holds report.pdf, Deepest.eml, Deepest.eml/shot.png)"

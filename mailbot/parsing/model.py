@@ -32,10 +32,18 @@ class Attachment:
     data: bytes = field(repr=False)
     inline: bool = False
     content_id: str | None = None
+    contents: tuple[str, ...] = ()  # an attached mail's own files, `inner.eml/file` deeper
 
     @property
     def size(self) -> int:
         return len(self.data)
+
+    @property
+    def label(self) -> str:
+        """The file name, with what an attached mail holds: `Fwd.eml (holds a.pdf, b.png)`."""
+        if not self.contents:
+            return self.filename
+        return f"{self.filename} (holds {', '.join(self.contents)})"
 
     @property
     def sha256(self) -> str:

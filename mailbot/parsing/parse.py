@@ -58,6 +58,7 @@ _MAX_JUNK_LINES = 5
 _MAX_HEADER_BYTES = 256 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
+_MAX_LISTED_DEPTH = 5  # mails inside attached mails whose files are listed
 STUB_WORDS = 50  # a text version this short may be a stub pointing at the HTML one
 
 
@@ -84,6 +85,16 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise MessageParseError("MIME structure nested too deeply") from exc
     except Exception as exc:
         raise MessageParseError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def files_in_mail(raw: bytes) -> tuple[str, ...]:
+    """The files a stored mail carries, those of mails inside it as `inner.eml/file`."""
+    try:
+        message = parse_message(raw)
+    except MessageParseError:
+        return ()
+    return tuple(name for a in message.attachments
+                 for name in (a.filename, *(f"{a.filename}/{c}" for c in a.contents)))
 
 
 def parse_headers_only(raw: bytes, limit: int = 256 * 1024) -> ParsedMessage:
@@ -220,6 +231,7 @@ def _walk(message: Message, defects: list[str], linesep: str
     html: list[str] = []
     files: list[tuple[str, str, bytes, bool, str | None]] = []
     outlook_texts: list[str] = []  # bodies found inside winmail.dat
+    inside: dict[int, tuple[str, ...]] = {}  # index in files → what an attached mail holds
     charsets = declared_charsets(message)
     stack: list[tuple[Message, bool]] = [(message, False)]  # (part, an unchosen alternative)
     seen = 0
@@ -276,13 +288,16 @@ def _walk(message: Message, defects: list[str], linesep: str
         inline = disposition == "inline" or (disposition == "" and content_id is not None
                                              and ctype.startswith("image/"))
         files.append((filename, ctype, data, inline, content_id))
+        if ctype == "message/rfc822":
+            inside[len(files) - 1] = _files_inside(part, charsets)
     names = unique_filenames(
         sanitize_filename(name) or default_filename(ctype, index)
         for index, (name, ctype, *_rest) in enumerate(files, start=1))
     attachments = tuple(
         Attachment(filename=name, content_type=ctype, data=data, inline=inline,
-                   content_id=cid)
-        for name, (_n, ctype, data, inline, cid) in zip(names, files, strict=True))
+                   content_id=cid, contents=inside.get(index, ()))
+        for index, (name, (_n, ctype, data, inline, cid))
+        in enumerate(zip(names, files, strict=True)))
     html_text = "\n".join(h for h in html if h.strip()) or None
     texts = [(text.strip("\r\n") if ctype == "text/plain" else html_to_text(text))
              for ctype, text in pieces if text.strip()]
@@ -300,6 +315,36 @@ def _is_stub(text: str, from_html: str) -> bool:
     """An empty or "read the HTML version here" text version beside a full HTML one."""
     words, html_words = len(text.split()), len(from_html.split())
     return words == 0 or (html_words >= STUB_WORDS and html_words >= 5 * words)
+
+
+def _files_inside(attached: Message, charsets: tuple[str, ...]) -> tuple[str, ...]:
+    """The files an attached mail carries, those of mails inside it as `inner.eml/file`."""
+    found: list[str] = []
+    stack: list[tuple[Message, str, int]] = [(attached, "", 0)]
+    seen = 0
+    while stack and seen < _MAX_PARTS:
+        part, prefix, depth = stack.pop(0)
+        part.policy = _READ
+        seen += 1
+        ctype = _content_type(part)
+        payload = part.get_payload()
+        if ctype == "message/rfc822" and part is not attached:
+            name = sanitize_filename(_filename(part, charsets) or _described_name(part, ctype))
+            found.append(prefix + (name or "message.eml"))
+            if depth >= _MAX_LISTED_DEPTH:
+                continue
+            prefix, depth = prefix + (name or "message.eml") + "/", depth + 1
+        if isinstance(payload, list):
+            stack[0:0] = [(child, prefix, depth) for child in payload
+                          if isinstance(child, Message)]
+            continue
+        if part is attached or ctype == "message/rfc822" or ctype.startswith("multipart/"):
+            continue
+        name = sanitize_filename(_filename(part, charsets))
+        disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+        if name or disposition == "attachment" or not ctype.startswith("text/"):
+            found.append(prefix + (name or default_filename(ctype, len(found) + 1)))
+    return tuple(found)
 
 
 def _chosen_alternative(children: list[Message]) -> Message | None:

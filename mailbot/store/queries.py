@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from mailbot.parsing import files_in_mail
 from mailbot.store.models import (
     Attachment,
     Blob,
@@ -41,6 +42,7 @@ class TicketStory:
     messages: Sequence[Message]
     attachments: dict[int, list[Attachment]]
     events: Sequence[Event]
+    mail_contents: dict[int, tuple[str, ...]]  # attachment id of an attached mail → its files
 
 
 def ticket_story(session: Session, number: int) -> TicketStory | None:
@@ -56,7 +58,15 @@ def ticket_story(session: Session, number: int) -> TicketStory | None:
         attachments.setdefault(row.message_id, []).append(row)
     events = session.exec(select(Event).where(col(Event.ticket_id) == number)
                           .order_by(col(Event.at), col(Event.id))).all()
-    return TicketStory(ticket, messages, attachments, events)
+    contents = {row.id: _files_of_attached_mail(session, row)
+                for rows in attachments.values() for row in rows
+                if row.content_type == "message/rfc822" and row.id is not None}
+    return TicketStory(ticket, messages, attachments, events, contents)
+
+
+def _files_of_attached_mail(session: Session, row: Attachment) -> tuple[str, ...]:
+    data = blob_bytes(session, row.sha256)
+    return files_in_mail(data) if data else ()
 
 
 def list_quarantine(session: Session, *, include_done: bool = False
