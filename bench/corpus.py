@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -282,19 +282,10 @@ def run(root: Path) -> tuple[dict[str, SourceReport], ExpectationReport]:
 
 def summary(sources: dict[str, SourceReport], expectations: ExpectationReport) -> dict[str, Any]:
     total = SourceReport()
-    for report in sources.values():
-        total.files += report.files
-        total.ingested += report.ingested
-        total.quarantined += report.quarantined
-        total.crashed += report.crashed
-        total.lost_content += report.lost_content
-        total.automatic += report.automatic
-        total.replied_to_automatic += report.replied_to_automatic
-        total.bounces += report.bounces
-        total.bounces_recognised += report.bounces_recognised
-        total.bounces_identified += report.bounces_identified
-        total.mojibake += report.mojibake
-        total.seconds += report.seconds
+    for report in sources.values():  # every field is a count, a duration or a list
+        for counted in fields(SourceReport):
+            setattr(total, counted.name,
+                    getattr(total, counted.name) + getattr(report, counted.name))
     checked, met = sum(expectations.checked.values()), sum(expectations.met.values())
     return {
         "files": total.files, "ingested": total.ingested,

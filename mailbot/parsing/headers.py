@@ -54,30 +54,27 @@ def decode_bytes(data: bytes, charset: str | None = None,
     declared = codec_for(charset) if charset else None
     if declared in _WESTERN and not data.isascii() and _is_utf8(data):
         return data.decode("utf-8")
-    candidates = [declared, *_EIGHT_BIT_RELATIVES.get(declared, ())] if declared else []
-    candidates += ["utf-8"]
-    for codec in candidates:
+    declared_codecs = _with_relatives(declared) if declared else []
+    fallback_codecs = [c for f in fallbacks for c in _with_relatives(codec_for(f))]
+    return (_first_that_decodes(data, [*declared_codecs, "utf-8"])
+            or _mostly_utf8(data)
+            or _first_that_decodes(data, fallback_codecs)
+            or _detected(data)
+            or _first_that_decodes(data, ["cp1252"])
+            or data.decode("latin-1"))
+
+
+def _with_relatives(codec: str) -> list[str]:
+    return [codec, *_EIGHT_BIT_RELATIVES.get(codec, ())]
+
+
+def _first_that_decodes(data: bytes, codecs_to_try: list[str]) -> str | None:
+    for codec in codecs_to_try:
         try:
             return data.decode(codec)
         except (UnicodeDecodeError, LookupError):
             continue
-    mixed = _mostly_utf8(data)
-    if mixed is not None:
-        return mixed
-    for fallback in fallbacks:
-        codec = codec_for(fallback)
-        for candidate in (codec, *_EIGHT_BIT_RELATIVES.get(codec, ())):
-            try:
-                return data.decode(candidate)
-            except (UnicodeDecodeError, LookupError):
-                continue
-    detected = _detected(data)
-    if detected is not None:
-        return detected
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    return None
 
 
 def _is_utf8(data: bytes) -> bool:
