@@ -42,8 +42,7 @@ def write_config(tmp_path: Path, dovecot: DovecotServer) -> Path:
     config.write_text(f"""
 mailboxes:
   - name: support
-    imap: {{host: {dovecot.host}, port: {dovecot.port}, security: none,
-           username: "{dovecot.username}", password: "{dovecot.password}", timeout: 10s}}
+    imap: {dovecot.imap_config()}
     batch_size: 4
 database: {{url: "sqlite:///{tmp_path / 'mailbot.db'}"}}
 storage: {{dir: "{tmp_path / 'var'}"}}

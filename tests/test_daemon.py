@@ -35,8 +35,7 @@ def write_config(path: Path, dovecot: DovecotServer, *, poll_interval: str = "1s
     (path / "config.yaml").write_text(f"""
 mailboxes:
   - name: support
-    imap: {{host: {dovecot.host}, port: {dovecot.port}, security: none,
-           username: "{dovecot.username}", password: "{dovecot.password}", timeout: 10s}}
+    imap: {dovecot.imap_config()}
     poll_interval: {poll_interval}
 {more_mailboxes}
 rules: {{path: rules}}

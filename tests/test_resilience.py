@@ -49,8 +49,7 @@ def write_config(path: Path, dovecot: DovecotServer, smtp: SmtpCapture, url: str
     config.write_text(f"""
 mailboxes:
   - name: support
-    imap: {{host: {dovecot.host}, port: {dovecot.port}, security: none,
-           username: "{dovecot.username}", password: "{dovecot.password}", timeout: 10s}}
+    imap: {dovecot.imap_config()}
     poll_interval: 1s
     batch_size: 50
 database: {{url: "{url}", {database}}}

@@ -201,6 +201,11 @@ class DovecotServer:
     def append(self, folder: str, raw: bytes, flags: Iterable[str] = ()) -> None:
         self.append_many(folder, [raw], flags)
 
+    def imap_config(self) -> str:
+        """This server as a mailbox's `imap:` block of mailbot's YAML configuration."""
+        return (f'{{host: {self.host}, port: {self.port}, security: none, '
+                f'username: "{self.username}", password: "{self.password}", timeout: 10s}}')
+
     def append_many(self, folder: str, messages: Iterable[bytes],
                     flags: Iterable[str] = ()) -> int:
         client = self.client()
