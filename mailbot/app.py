@@ -10,6 +10,7 @@ from email.utils import parseaddr
 import structlog
 from alembic.script import ScriptDirectory
 
+from mailbot.analysis import AnalysisPool
 from mailbot.autoreply import AutoReplier, AutoReplyPolicy, Notice
 from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings, SlaSettings
@@ -47,6 +48,7 @@ class App:
     db: Database
     clock: Clock = field(default_factory=SystemClock)
     classifier: Classifier | None = None
+    pool: AnalysisPool | None = None  # made by analysis_pool() when the settings ask for one
     _sla: SlaBook | None = field(default=None, init=False, repr=False)
     _signer: ThreadSigner | None = field(default=None, init=False, repr=False)
     _renderer: ReplyRenderer | None = field(default=None, init=False, repr=False)
@@ -62,6 +64,17 @@ class App:
             self._renderer = ReplyRenderer(self.settings.templates.path)
         return self._renderer
 
+    def analysis_pool(self) -> AnalysisPool | None:
+        """The worker processes that analyse backlogs; started only once a backlog comes."""
+        if self.pool is None and self.settings.analysis.workers > 0:
+            self.pool = AnalysisPool(self.settings.analysis.workers)
+        return self.pool
+
+    def close(self) -> None:
+        """Stop the analysis workers, if any were started."""
+        if self.pool is not None:
+            self.pool.close()
+
     def ingestor(self) -> Ingestor:
         settings = self.settings
         policy = IngestPolicy(
@@ -73,7 +86,9 @@ class App:
         book, signer, renderer = self.sla(), self.thread_signer(), self.renderer()
         return Ingestor(self.db, policy, self.classifier, self.clock, sla=book,
                         replier=auto_replier(settings, book, signer, renderer),
-                        conversation=conversation(settings, book, signer, renderer))
+                        conversation=conversation(settings, book, signer, renderer),
+                        pool=self.analysis_pool(),
+                        parallel_from=settings.analysis.min_backlog)
 
     def thread_signer(self) -> ThreadSigner:
         """Signs our Message-IDs: with `secret_key` when set, else the installation's own key."""

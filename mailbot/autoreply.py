@@ -67,8 +67,8 @@ class AutoReplier:
 
     def after_new_ticket(self, session: Session, ticket: Ticket, analysis: Analysis,
                          dues: Dues | None, now: datetime
-                         ) -> tuple[OutboxMail | None, str | None]:
-        """Queue the auto-reply, or record why there is none; returns (row, reason)."""
+                         ) -> tuple[int | None, str | None]:
+        """Queue the auto-reply, or record why there is none; returns (outbox id, reason)."""
         assert ticket.id is not None
         rule_ids = {h.rule_id for h in analysis.classification.hits}
         notices = [n for n in self.policy.notices if n.applies(now, rule_ids)]

@@ -77,7 +77,11 @@ def run_daemon(ctx: Context) -> None:
     except OSError as exc:
         fail(f"metrics.listen {app.settings.metrics.listen}: {exc}", EX_CONFIG)
     service.daemon.install_signal_handlers()
-    sys.exit(service.run())
+    try:
+        code = service.run()
+    finally:
+        app.close()
+    sys.exit(code)
 
 
 @main.command()
@@ -103,6 +107,7 @@ def poll(ctx: Context) -> None:
                         "follow_ups": report.follow_ups if report else 0,
                         "duplicates": report.duplicates if report else 0,
                         "quarantined": report.quarantined if report else 0})
+    app.close()
     watcher = app.sla_watcher()
     sender = app.outbox_sender()
     try:

@@ -448,6 +448,13 @@ class AutoReplySettings(_Model):
     team_name: str | None = None
 
 
+class AnalysisSettings(_Model):
+    """Parsing and classifying a backlog in worker processes while the main one stores."""
+
+    workers: int = Field(default=1, ge=0, le=32)  # 0: all in the main process
+    min_backlog: int = Field(default=50, ge=1)  # a smaller pass is analysed in place
+
+
 class LoggingSettings(_Model):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -482,6 +489,7 @@ class Settings(_Model):
     sla: SlaSettings = SlaSettings.model_validate(DEFAULT_SLA)
     notices: tuple[NoticeSettings, ...] = ()
     auto_reply: AutoReplySettings = AutoReplySettings()
+    analysis: AnalysisSettings = AnalysisSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     secret_key: SecretStr | None = None

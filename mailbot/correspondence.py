@@ -283,7 +283,7 @@ class Correspondence:
                values: Mapping[str, object], *, to: tuple[str, ...], in_reply_to: str | None,
                references: tuple[str, ...] | list[str], now: datetime,
                from_address: str | None = None, attachments: Sequence[Attachment] = ()
-               ) -> OutboxMail:
+               ) -> int:
         assert self.policy.from_address is not None and ticket.id is not None
         rendered = self.renderer.render_mail(template, values)
         mail = compose(kind=kind,

@@ -18,13 +18,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlmodel import Session, col, select
 
+from mailbot.analysis import AnalysisInputs, AnalysisPool, PendingAnalysis
 from mailbot.autoreply import AutoReplier
 from mailbot.clock import Clock
 from mailbot.conversation.ids import ThreadSigner
 from mailbot.conversation.routing import Route, RouteKind, route_message
 from mailbot.correspondence import Correspondence
 from mailbot.identify import CustomerDirectory, CustomerRecord
-from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
+from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection
 from mailbot.replies.loops import Sender
 from mailbot.sla import Dues, SlaBook
 from mailbot.store import Database, writes
@@ -96,8 +97,12 @@ class Ingestor:
     def __init__(self, db: Database, policy: IngestPolicy, classifier: Classifier,
                  clock: Clock, directory: CustomerDirectory | None = None,
                  sla: SlaBook | None = None, replier: AutoReplier | None = None,
-                 conversation: Conversation | None = None) -> None:
+                 conversation: Conversation | None = None, pool: AnalysisPool | None = None,
+                 parallel_from: int = 50) -> None:
+        """`pool` analyses backlogs of at least `parallel_from` messages in other processes."""
         self.db = db
+        self.pool = pool
+        self.parallel_from = parallel_from
         self.policy = policy
         self.classifier = classifier
         self.clock = clock
@@ -108,6 +113,18 @@ class Ingestor:
 
     def refresh_directory(self) -> None:
         self.directory = load_directory(self.db)
+
+    def parallel(self, backlog: int) -> bool:
+        """Whether a pass over `backlog` messages analyses them in worker processes."""
+        return self.pool is not None and self.pool.workers > 0 and backlog >= self.parallel_from
+
+    def prepare(self, items: Sequence[Incoming], *, parallel: bool = False) -> PendingAnalysis:
+        """Start analysing messages ahead of storing them (in a worker when `parallel`)."""
+        raws = [item.raw for item in items]
+        inputs = AnalysisInputs(self.policy, self.directory, self.classifier)
+        if parallel and self.pool is not None:
+            return self.pool.submit(raws, inputs)
+        return PendingAnalysis.here(raws, inputs)
 
     def ingest(self, raw: bytes, *, source: str, mailbox: str | None = None,
                also: SessionHook | None = None) -> Outcome:
@@ -121,15 +138,19 @@ class Ingestor:
         return outcomes[0]
 
     def ingest_many(self, items: Sequence[Incoming], *, mailbox: str | None = None,
-                    stored: Stored, failed: Failed | None = None) -> None:
+                    stored: Stored, failed: Failed | None = None,
+                    prepared: PendingAnalysis | None = None) -> None:
         """Store several messages in one transaction; `stored` hears of each once committed.
 
         Raises TemporaryFailure when the database cannot be reached; the messages already
         reported through `stored` are committed, the others are not. A message whose
         processing raises anything else is reported through `failed` (nothing of it is
         written) and the others carry on; without `failed`, the error propagates.
+        `prepared` is these messages' analysis, started earlier with `prepare`.
         """
-        decisions = [self._analyze(item, failed) for item in items]
+        pending = prepared if prepared is not None else self.prepare(items)
+        decisions = [self._decided(item, decision, failed)
+                     for item, decision in zip(items, pending.decisions(), strict=True)]
         if len(items) > 1 and all(decision is not None for decision in decisions):
             try:
                 outcomes = self._store_together(
@@ -176,19 +197,21 @@ class Ingestor:
         except DBAPIError as exc:
             raise TemporaryFailure(f"cannot quarantine: {describe_db_error(exc)}") from exc
 
-    def _analyze(self, item: Incoming, failed: Failed | None) -> Analysis | Rejection | None:
-        try:
-            return analyze(item.raw, self.policy, self.directory, self.classifier)
-        except Exception as exc:
-            if failed is None:
-                raise
-            failed(item, exc)
-            return None
+    @staticmethod
+    def _decided(item: Incoming, decision: Analysis | Rejection | BaseException,
+                 failed: Failed | None) -> Analysis | Rejection | None:
+        if not isinstance(decision, BaseException):
+            return decision
+        if failed is None or not isinstance(decision, Exception):
+            raise decision
+        failed(item, decision)
+        return None
 
     def _store_together(self, decisions: Sequence[Analysis | Rejection],
                         items: Sequence[Incoming], mailbox: str | None) -> list[Outcome]:
         with self.db.transaction() as session:
-            return [self._store(session, decision, item, mailbox)
+            known = _KnownKeys.look_up(session, decisions)
+            return [self._store(session, known, decision, item, mailbox)
                     for decision, item in zip(decisions, items, strict=True)]
 
     def _store_alone(self, decision: Analysis | Rejection, item: Incoming,
@@ -210,29 +233,34 @@ class Ingestor:
     def _store_in_transaction(self, decision: Analysis | Rejection, item: Incoming,
                               mailbox: str | None) -> Outcome:
         with self.db.transaction() as session:
-            return self._store(session, decision, item, mailbox)
+            return self._store(session, _KnownKeys.look_up(session, [decision]), decision,
+                               item, mailbox)
 
-    def _store(self, session: Session, decision: Analysis | Rejection, item: Incoming,
-               mailbox: str | None) -> Outcome:
+    def _store(self, session: Session, known: _KnownKeys, decision: Analysis | Rejection,
+               item: Incoming, mailbox: str | None) -> Outcome:
         now = self.clock.now()
-        existing = writes.find_message_by_key(session, decision.key)
+        existing = known.stored.get(decision.key)
         if existing is not None:
-            outcome = Outcome(OutcomeKind.DUPLICATE, decision.key, existing.message_id,
-                              ticket_number=existing.ticket_id)
+            outcome = Outcome(OutcomeKind.DUPLICATE, decision.key, existing[0],
+                              ticket_number=existing[1])
         elif isinstance(decision, Rejection):
             entry = writes.quarantine(session, item.raw, decision.raw_sha256, decision.key,
                                       decision.reason, source=item.source, now=now)
+            known.held.add(decision.key)
             outcome = Outcome(OutcomeKind.QUARANTINED, decision.key,
                               quarantine_id=entry.id, reason=decision.reason)
         else:
             outcome = self._store_analysis(session, decision, item.raw, source=item.source,
-                                           mailbox=mailbox, now=now)
+                                           mailbox=mailbox, now=now,
+                                           held=decision.key in known.held)
+            assert outcome.ticket_number is not None
+            known.stored[decision.key] = (outcome.message_id, outcome.ticket_number)
         if item.also is not None:
             item.also(session)
         return outcome
 
     def _store_analysis(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
-                        mailbox: str | None, now: datetime) -> Outcome:
+                        mailbox: str | None, now: datetime, held: bool) -> Outcome:
         route, ticket = self._route(session, analysis, raw)
         message_id = analysis.message.message_id
         parent: int | None = None
@@ -242,7 +270,8 @@ class Ingestor:
             parent, ticket = ticket.id, None
         if ticket is None or self.conversation is None:
             ticket, auto_reply = self._new_ticket(session, analysis, raw, source=source,
-                                                  mailbox=mailbox, now=now, parent_id=parent)
+                                                  mailbox=mailbox, now=now, parent_id=parent,
+                                                  held=held)
             return Outcome(OutcomeKind.TICKET, analysis.key, message_id, ticket_number=ticket.id,
                            auto_reply=auto_reply)
         handle = self.conversation.correspondence
@@ -255,7 +284,8 @@ class Ingestor:
                                    now=now)
         else:
             handle.follow_up(session, ticket, route, analysis, raw, source=source, now=now)
-        writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
+        if held:
+            writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
         return Outcome(OutcomeKind(str(route.kind)), analysis.key, message_id,
                        ticket_number=ticket.id)
 
@@ -273,8 +303,8 @@ class Ingestor:
         return route, ticket
 
     def _new_ticket(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
-                    mailbox: str | None, now: datetime,
-                    parent_id: int | None) -> tuple[Ticket, str | None]:
+                    mailbox: str | None, now: datetime, parent_id: int | None,
+                    held: bool) -> tuple[Ticket, str | None]:
         dues = self._dues(analysis, now)
         ticket = writes.create_ticket(session, analysis, raw, source=source, mailbox=mailbox,
                                       now=now, dues=dues, parent_id=parent_id)
@@ -283,7 +313,8 @@ class Ingestor:
             writes.add_event(session, ticket.id, now, "linked", parent=parent_id,
                              reason="a reply to a ticket resolved too long ago")
             writes.add_event(session, parent_id, now, "follow_up_ticket", child=ticket.id)
-        writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
+        if held:
+            writes.release_quarantine(session, analysis.key, ticket_number=ticket.id)
         auto_reply = "auto-replies are off"
         status: str | None = None
         if self.replier is not None:
@@ -301,6 +332,23 @@ class Ingestor:
         record = analysis.customer.customer
         return self.sla.dues(received, analysis.classification.severity,
                              record.plan if record else None)
+
+
+@dataclass(slots=True)
+class _KnownKeys:
+    """What a transaction knows of its messages' keys: stored already, or held in quarantine.
+
+    Looked up once for all the messages sharing the transaction, and kept up to date as each
+    is stored, so a second copy later in the same transaction is a duplicate too.
+    """
+
+    stored: dict[str, tuple[str | None, int]]
+    held: set[str]
+
+    @classmethod
+    def look_up(cls, session: Session, decisions: Sequence[Analysis | Rejection]) -> _KnownKeys:
+        keys = [decision.key for decision in decisions]
+        return cls(writes.stored_keys(session, keys), writes.held_quarantine_keys(session, keys))
 
 
 def load_directory(db: Database) -> CustomerDirectory:

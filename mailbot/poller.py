@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
@@ -16,6 +16,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from mailbot.analysis import PendingAnalysis
 from mailbot.clock import Clock
 from mailbot.ingest import Incoming, Ingestor, Outcome, TemporaryFailure
 from mailbot.mail.imap import (
@@ -26,7 +27,7 @@ from mailbot.mail.imap import (
     MailboxUnavailable,
     batches_by_size,
 )
-from mailbot.store import Database
+from mailbot.store import Database, writes
 from mailbot.store.models import MailboxState
 
 log = structlog.get_logger("mailbot.poller")
@@ -200,50 +201,63 @@ class MailboxPoller:
         if not uids:
             return
         sizes = conn.sizes(uids)
+        parallel = self.ingestor.parallel(len(uids))
+        ahead: _FetchedBatch | None = None
         for batch in batches_by_size(uids, sizes, max_count=plan.batch_size):
             if self._stop():
-                return
+                break
             fetched = conn.fetch(batch)
             report.fetched += len(fetched)
-            self._ingest_batch(conn, fetched, uidvalidity, report)
+            # This batch is analysed (in a worker, for a backlog) while the one before is
+            # stored and acked.
+            current = self._prepare(fetched, uidvalidity, parallel)
+            if ahead is not None:
+                self._ingest_batch(conn, ahead, report)
+            ahead = current
+        if ahead is not None:
+            self._ingest_batch(conn, ahead, report)
 
-    def _ingest_batch(self, conn: ImapConnection, fetched: list[FetchedMessage],
-                      uidvalidity: int, report: PassReport) -> None:
+    def _prepare(self, fetched: list[FetchedMessage], uidvalidity: int,
+                 parallel: bool) -> _FetchedBatch:
+        batch = _FetchedBatch(uidvalidity)
+        items: list[Incoming] = []
+        for message in fetched:
+            item = Incoming(message.raw,
+                            f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
+                            _advance(self.plan.name, uidvalidity, message.uid))
+            batch.messages[id(item)] = message
+            items.append(item)
+        batch.chunks = [(chunk, self.ingestor.prepare(chunk, parallel=parallel))
+                        for chunk in _chunks(items, self.plan.commit_every)]
+        return batch
+
+    def _ingest_batch(self, conn: ImapConnection, batch: _FetchedBatch,
+                      report: PassReport) -> None:
         """Store a fetched batch, sharing commits; ack exactly what has been committed."""
         processed: list[int] = []
         quarantined: list[int] = []
-        uids: dict[int, FetchedMessage] = {}
 
         def stored(item: Incoming, outcome: Outcome) -> None:
             report.count(outcome)
-            message = uids[id(item)]
+            message = batch.messages[id(item)]
             (quarantined if outcome.quarantined else processed).append(message.uid)
             if self.on_stored is not None:
                 self.on_stored(outcome, message.internal_date)
 
         def failed(item: Incoming, exc: Exception) -> None:
-            message = uids[id(item)]
-            outcome = self._processing_failed(item, message.uid, uidvalidity, exc)
+            message = batch.messages[id(item)]
+            outcome = self._processing_failed(item, message.uid, batch.uidvalidity, exc)
             if outcome is None:
                 report.failed += 1
             else:
                 stored(item, outcome)
 
-        items: list[Incoming] = []
-        for message in fetched:
-            if self._stop():
-                break
-            item = Incoming(message.raw,
-                            f"imap:{self.plan.name}/{self.plan.folder};uid={message.uid}",
-                            _advance(self.plan.name, uidvalidity, message.uid))
-            uids[id(item)] = message
-            items.append(item)
         try:
-            for chunk in _chunks(items, self.plan.commit_every):
+            for chunk, prepared in batch.chunks:
                 if self._stop():
                     break
                 self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored,
-                                          failed=failed)
+                                          failed=failed, prepared=prepared)
                 if self.on_commit is not None:
                     self.on_commit()
         finally:
@@ -308,6 +322,15 @@ class MailboxPoller:
             log.error("mailbox.state_not_saved", mailbox=self.plan.name, error=str(exc))
 
 
+@dataclass(slots=True)
+class _FetchedBatch:
+    """Messages fetched together, in chunks that share a transaction, their analysis begun."""
+
+    uidvalidity: int
+    messages: dict[int, FetchedMessage] = field(default_factory=dict)  # id(Incoming) → mail
+    chunks: list[tuple[list[Incoming], PendingAnalysis]] = field(default_factory=list)
+
+
 def _chunks(items: list[Incoming], size: int) -> list[list[Incoming]]:
     return [items[start:start + size] for start in range(0, len(items), max(1, size))]
 
@@ -318,10 +341,5 @@ def _never() -> bool:
 
 def _advance(name: str, uidvalidity: int, uid: int) -> Callable[[Session], None]:
     def advance(session: Session) -> None:
-        state = session.get(MailboxState, name)
-        if state is None:
-            state = MailboxState(name=name, uidvalidity=uidvalidity, last_uid=0)
-        if state.uidvalidity == uidvalidity and uid > state.last_uid:
-            state.last_uid = uid
-        session.add(state)
+        writes.advance_mailbox(session, name, uidvalidity, uid)
     return advance

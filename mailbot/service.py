@@ -28,7 +28,8 @@ from mailbot.store.db import describe_db_error
 log = structlog.get_logger("mailbot.service")
 
 # Changing these needs a restart; a reload says so and keeps running with the old values.
-RESTART_KEYS = ("mailboxes", "database", "smtp", "storage", "metrics", "logging", "secret_key")
+RESTART_KEYS = ("mailboxes", "database", "smtp", "storage", "metrics", "logging", "secret_key",
+                "analysis")
 
 
 def stall_limits(settings: Settings) -> dict[str, timedelta]:
@@ -140,7 +141,7 @@ class _Reloader:
             log.warning("config.restart_needed", keys=changed,
                         detail="these settings take effect at the next start")
         fresh = App(settings.model_copy(update={k: getattr(old, k) for k in RESTART_KEYS}),
-                    self.app.db, self.app.clock, classifier=classifier)
+                    self.app.db, self.app.clock, classifier=classifier, pool=self.app.pool)
         try:
             ingestor = fresh.ingestor()
             watcher = fresh.sla_watcher()

@@ -97,6 +97,10 @@ class RuleEngine:
         self.rules = rules
         self.index = RuleIndex(rules.rules)
 
+    def __reduce__(self) -> tuple[type[RuleEngine], tuple[RuleSet]]:
+        """Pickled as its rules; the index is built again where it is unpickled."""
+        return (RuleEngine, (self.rules,))
+
     def candidates(self, view: MessageView) -> list[int]:
         """Positions of the rules that can match this message, in rule order."""
         positions = set(self.index.always)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, Table, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from mailbot.parsing import Address, ParsedMessage
 from mailbot.pipeline import Analysis
@@ -19,11 +20,22 @@ from mailbot.store.models import (
     Blob,
     Customer,
     Event,
+    MailboxState,
     Message,
     OutboxMail,
     QuarantineEntry,
     Ticket,
 )
+
+# The rows written for every message go in as plain INSERTs, not as ORM objects: building,
+# tracking and flushing an object per row cost more than the rest of storing a message.
+_TABLES: dict[str, Table] = {
+    str(model.__tablename__): SQLModel.metadata.tables[str(model.__tablename__)]
+    for model in (Attachment, Event, Message, OutboxMail, MailboxState)}
+_INSERT_EVENT = _TABLES["events"].insert()
+_INSERT_MESSAGE = _TABLES["messages"].insert()
+_INSERT_ATTACHMENT = _TABLES["attachments"].insert()
+_INSERT_OUTBOX = _TABLES["outbox"].insert()
 
 
 def put_blob(session: Session, sha256: str, data: bytes) -> None:
@@ -42,10 +54,10 @@ def put_blob(session: Session, sha256: str, data: bytes) -> None:
 
 
 def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
-              **detail: Any) -> Event:
-    event = Event(ticket_id=ticket_id, at=at, kind=kind, detail=_clean(detail))
-    session.add(event)
-    return event
+              **detail: Any) -> None:
+    """One line of a ticket's audit trail."""
+    session.execute(_INSERT_EVENT, {"ticket_id": ticket_id, "at": at, "kind": kind,
+                                    "detail": _clean(detail)})
 
 
 def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
@@ -95,48 +107,48 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
 
 def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes, *,
                 source: str, received_at: datetime, role: str = "customer",
-                display_text: str | None = None) -> Message:
+                display_text: str | None = None) -> int:
+    """Store a mail on a ticket with its raw bytes and files; returns the message's row id."""
     message = analysis.message
     put_blob(session, analysis.raw_sha256, raw)
     sender = requester_of(message)
-    row = Message(
-        ticket_id=ticket_id,
-        idempotency_key=analysis.key,
-        message_id=message.message_id,
-        direction="in",
-        source=_text(source)[:400],
-        sender=sender.email if sender else "",
-        sender_name=_text(sender.name if sender else "")[:200],
-        recipients=[a.email for a in message.to],
-        cc=[a.email for a in message.cc],
-        subject=_text(message.subject),
-        sent_at=message.date,
-        received_at=received_at,
-        in_reply_to=message.in_reply_to,
-        references=list(message.references),
-        body_text=_text(message.body_text),
-        display_text=_text(_display(message.body_text, display_text)),
-        role=role,
-        raw_sha256=analysis.raw_sha256,
-        size=message.size,
-        truncated=message.truncated,
-        defects=[_text(d) for d in message.defects],
-    )
-    session.add(row)
-    session.flush()
-    assert row.id is not None
-    for attachment in message.attachments:
-        put_blob(session, attachment.sha256, attachment.data)
-        session.add(Attachment(
-            message_id=row.id,
-            filename=_text(attachment.filename)[:255],
-            content_type=_text(attachment.content_type)[:255],
-            size=attachment.size,
-            sha256=attachment.sha256,
-            inline=attachment.inline,
-            content_id=attachment.content_id,
-        ))
-    return row
+    result = _inserted(session, _INSERT_MESSAGE, {
+        "ticket_id": ticket_id,
+        "idempotency_key": analysis.key,
+        "message_id": message.message_id,
+        "direction": "in",
+        "source": _text(source)[:400],
+        "sender": sender.email if sender else "",
+        "sender_name": _text(sender.name if sender else "")[:200],
+        "recipients": [a.email for a in message.to],
+        "cc": [a.email for a in message.cc],
+        "subject": _text(message.subject),
+        "sent_at": message.date,
+        "received_at": received_at,
+        "in_reply_to": message.in_reply_to,
+        "references": list(message.references),
+        "body_text": _text(message.body_text),
+        "display_text": _text(_display(message.body_text, display_text)),
+        "role": role,
+        "raw_sha256": analysis.raw_sha256,
+        "size": message.size,
+        "truncated": message.truncated,
+        "defects": [_text(d) for d in message.defects],
+    })
+    row_id = result
+    if message.attachments:
+        for attachment in message.attachments:
+            put_blob(session, attachment.sha256, attachment.data)
+        session.execute(_INSERT_ATTACHMENT, [{
+            "message_id": row_id,
+            "filename": _text(attachment.filename)[:255],
+            "content_type": _text(attachment.content_type)[:255],
+            "size": attachment.size,
+            "sha256": attachment.sha256,
+            "inline": attachment.inline,
+            "content_id": attachment.content_id,
+        } for attachment in message.attachments])
+    return row_id
 
 
 def _record_creation_events(session: Session, ticket_id: int, analysis: Analysis, *,
@@ -193,14 +205,27 @@ def release_quarantine(session: Session, key: str, *, ticket_number: int | None)
 
 
 def queue_mail(session: Session, mail: OutgoingMail, ticket_id: int | None,
-               now: datetime) -> OutboxMail:
-    """An outbox row for a composed mail, written in the caller's transaction."""
-    row = OutboxMail(ticket_id=ticket_id, kind=mail.kind, sender=mail.sender,
-                     recipients=list(mail.recipients), subject=_text(mail.subject),
-                     message_id=mail.message_id, raw=mail.raw, created_at=now,
-                     next_attempt_at=now)
-    session.add(row)
-    return row
+               now: datetime) -> int:
+    """An outbox row for a composed mail, written in the caller's transaction; its id."""
+    result = _inserted(session, _INSERT_OUTBOX, {
+        "ticket_id": ticket_id, "kind": mail.kind, "sender": mail.sender,
+        "recipients": list(mail.recipients), "subject": _text(mail.subject),
+        "message_id": mail.message_id, "raw": mail.raw, "status": "queued", "attempts": 0,
+        "created_at": now, "next_attempt_at": now})
+    return result
+
+
+def advance_mailbox(session: Session, name: str, uidvalidity: int, uid: int) -> None:
+    """Record that a mailbox's folder has been read up to `uid` (never backwards)."""
+    table = _TABLES["mailbox_state"]
+    result: Any = session.execute(
+        update(table).where(table.c.name == name, table.c.uidvalidity == uidvalidity,
+                            table.c.last_uid < uid).values(last_uid=uid))
+    if result.rowcount:
+        return
+    state = session.get(MailboxState, name)
+    if state is None:
+        session.add(MailboxState(name=name, uidvalidity=uidvalidity, last_uid=uid))
 
 
 def participants(session: Session, ticket_id: int) -> set[str] | None:
@@ -219,8 +244,24 @@ def participants(session: Session, ticket_id: int) -> set[str] | None:
     return found
 
 
-def find_message_by_key(session: Session, key: str) -> Message | None:
-    return session.exec(select(Message).where(col(Message.idempotency_key) == key)).first()
+def stored_keys(session: Session, keys: Iterable[str]) -> dict[str, tuple[str | None, int]]:
+    """Of these idempotency keys, those already stored: key → (Message-ID, ticket number)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.exec(select(Message.idempotency_key, Message.message_id, Message.ticket_id)
+                        .where(col(Message.idempotency_key).in_(wanted))).all()
+    return {key: (message_id, ticket_id) for key, message_id, ticket_id in rows}
+
+
+def held_quarantine_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    """Of these idempotency keys, those with a copy held in quarantine."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return set()
+    return set(session.exec(select(QuarantineEntry.idempotency_key).where(
+        col(QuarantineEntry.idempotency_key).in_(wanted),
+        col(QuarantineEntry.status) == "held")).all())
 
 
 def find_held_quarantine(session: Session, key: str) -> QuarantineEntry | None:
@@ -262,6 +303,14 @@ def requester_of(message: ParsedMessage) -> Address | None:
         if "@" in address.email:
             return address
     return None
+
+
+def _inserted(session: Session, statement: Any, values: dict[str, Any]) -> int:
+    """Run a one-row INSERT; the new row's id."""
+    result = cast("CursorResult[Any]", session.execute(statement, values))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _display(body: str, given: str | None) -> str:

@@ -1,0 +1,173 @@
+"""Parsing and classifying messages in worker processes, while the main process stores.
+
+A backlog is analysed a chunk ahead: a worker parses and classifies the next messages while
+the main process writes the current ones and talks to the IMAP server. What a worker
+returns is exactly what `pipeline.analyze` returns in the main process; a worker that dies,
+hangs or cannot be started costs only time: its chunk is analysed in the main process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from mailbot.identify import CustomerDirectory
+from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
+from mailbot.rules.book import RuleBook
+
+log = structlog.get_logger("mailbot.analysis")
+
+Decision = Analysis | Rejection | BaseException
+CHUNK_TIMEOUT_S = 120.0  # far beyond any chunk's analysis: regex tests are bounded at 50 ms
+
+
+class AnalysisFailed(Exception):
+    """Analysing a message raised in a worker process; the text names the original error."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisInputs:
+    """What analysing a message reads besides its bytes."""
+
+    policy: IngestPolicy
+    directory: CustomerDirectory
+    classifier: Classifier
+
+
+def analyze_all(raws: Sequence[bytes], inputs: AnalysisInputs) -> list[Decision]:
+    """Each message's analysis, or the exception analysing it raised."""
+    decisions: list[Decision] = []
+    for raw in raws:
+        try:
+            decisions.append(analyze(raw, inputs.policy, inputs.directory, inputs.classifier))
+        except Exception as exc:
+            decisions.append(exc)
+    return decisions
+
+
+_worker_inputs: dict[int, AnalysisInputs] = {}
+
+
+def _work(generation: int, inputs: bytes, raws: list[bytes]) -> list[Decision]:
+    """In a worker: analyse `raws` with the inputs of `generation`, unpickled once."""
+    known = _worker_inputs.get(generation)
+    if known is None:
+        _worker_inputs.clear()
+        # Pickled by the parent from its own settings and rules; mail is only ever bytes here.
+        known = _worker_inputs[generation] = pickle.loads(inputs)
+    return [AnalysisFailed(f"{type(d).__name__}: {d}") if isinstance(d, BaseException) else d
+            for d in analyze_all(raws, known)]
+
+
+class AnalysisPool:
+    """Worker processes that analyse chunks of messages; started at the first backlog."""
+
+    def __init__(self, workers: int, *, timeout: float = CHUNK_TIMEOUT_S) -> None:
+        self.workers = workers
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._inputs: tuple[object, ...] = ()
+        self._blob: bytes | None = None
+        self._generation = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether worker processes are running (they start with the first backlog)."""
+        return self._executor is not None
+
+    def submit(self, raws: Sequence[bytes], inputs: AnalysisInputs) -> PendingAnalysis:
+        """Start analysing `raws` in a worker; the result is ready when the caller needs it."""
+        future: Future[list[Decision]] | None = None
+        with self._lock:
+            blob = self._inputs_blob(inputs)
+            if blob is not None and self.workers > 0:
+                try:
+                    future = self._running().submit(_work, self._generation, blob, list(raws))
+                except Exception as exc:
+                    log.warning("analysis.workers_unavailable", error=repr(exc),
+                                detail="analysing in the main process")
+                    self._stop_workers()
+        return PendingAnalysis(raws, inputs, future, self)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop_workers()
+
+    def failed(self, exc: BaseException) -> None:
+        """A worker's chunk did not come back (crash, hang): start afresh for the next one."""
+        log.warning("analysis.worker_failed", error=repr(exc),
+                    detail="chunk analysed in the main process; workers restarted")
+        with self._lock:
+            self._stop_workers()
+
+    def _running(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, not fork: the daemon has threads (mailboxes, outbox, metrics) whose locks
+            # a forked child would inherit in whatever state they were.
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            log.info("analysis.workers_started", workers=self.workers)
+        return self._executor
+
+    def _stop_workers(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        processes: dict[Any, Any] = getattr(executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.terminate()  # a hung worker would otherwise outlive the pool
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def _inputs_blob(self, inputs: AnalysisInputs) -> bytes | None:
+        """The pickled inputs, made anew only when the rules, directory or policy changed."""
+        classifier = inputs.classifier
+        portable = classifier.engine if isinstance(classifier, RuleBook) else classifier
+        current = (inputs.policy, inputs.directory, portable)
+        if len(self._inputs) == len(current) and all(
+                a is b for a, b in zip(self._inputs, current, strict=True)):
+            return self._blob
+        self._inputs = current
+        self._generation += 1
+        try:
+            self._blob = pickle.dumps(AnalysisInputs(inputs.policy, inputs.directory, portable))
+        except Exception as exc:
+            log.warning("analysis.inputs_not_portable", error=repr(exc),
+                        detail="analysing in the main process")
+            self._blob = None
+        return self._blob
+
+
+class PendingAnalysis:
+    """The decisions about a chunk: from a worker when one took it, else made on demand."""
+
+    def __init__(self, raws: Sequence[bytes], inputs: AnalysisInputs,
+                 future: Future[list[Decision]] | None, pool: AnalysisPool | None) -> None:
+        self._raws = raws
+        self._inputs = inputs
+        self._future = future
+        self._pool = pool
+
+    @classmethod
+    def here(cls, raws: Sequence[bytes], inputs: AnalysisInputs) -> PendingAnalysis:
+        """Decisions made in this process when asked for."""
+        return cls(raws, inputs, None, None)
+
+    def decisions(self) -> list[Decision]:
+        if self._future is not None and self._pool is not None:
+            try:
+                decisions = self._future.result(timeout=self._pool.timeout)
+                if len(decisions) == len(self._raws):
+                    return decisions
+                raise AnalysisFailed(f"{len(decisions)} decisions for {len(self._raws)} mails")
+            except Exception as exc:
+                self._future.cancel()
+                self._pool.failed(exc)
+        return analyze_all(self._raws, self._inputs)
