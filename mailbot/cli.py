@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from mailbot.customers import DirectoryFileError, read_customer_file
 from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
 from mailbot.logs import configure_logging
 from mailbot.mail.imap import MailboxUnavailable
+from mailbot.outbox import FlushWhileWorking
 from mailbot.store import Database, queries, writes
 from mailbot.store.db import describe_db_error
 from mailbot.views import (
@@ -92,24 +94,29 @@ def poll(ctx: Context) -> None:
     ingestor = ctx.ingestor(app)
     reports: list[dict[str, Any]] = []
     failed = False
-    for poller in app.pollers(ingestor):
-        try:
-            report = poller.run_pass()
-            error = None
-        except (MailboxUnavailable, TemporaryFailure) as exc:
-            failed, error = True, str(exc)
-            report = None
-        finally:
-            poller.close()
-        reports.append({"mailbox": poller.plan.name, "error": error,
-                        "fetched": report.fetched if report else 0,
-                        "tickets": report.tickets if report else 0,
-                        "follow_ups": report.follow_ups if report else 0,
-                        "duplicates": report.duplicates if report else 0,
-                        "quarantined": report.quarantined if report else 0})
-    app.close()
-    watcher = app.sla_watcher()
     sender = app.outbox_sender()
+    with ExitStack() as stack:
+        background = stack.enter_context(FlushWhileWorking(sender)) if sender else None
+        for poller in app.pollers(ingestor):
+            if background is not None:
+                poller.on_commit = background.wake
+            try:
+                report = poller.run_pass()
+                error = None
+            except (MailboxUnavailable, TemporaryFailure) as exc:
+                failed, error = True, str(exc)
+                report = None
+            finally:
+                poller.close()
+            reports.append({"mailbox": poller.plan.name, "error": error,
+                            "fetched": report.fetched if report else 0,
+                            "tickets": report.tickets if report else 0,
+                            "follow_ups": report.follow_ups if report else 0,
+                            "duplicates": report.duplicates if report else 0,
+                            "quarantined": report.quarantined if report else 0})
+    app.close()
+    sent_meanwhile = background.sent if background is not None else 0
+    watcher = app.sla_watcher()
     try:
         watched = watcher.run_once() if watcher is not None else None
         flushed = sender.flush(limit=max(1, sender.due())) if sender is not None else None
@@ -125,7 +132,7 @@ def poll(ctx: Context) -> None:
         text += f"\nSLA watcher: {watched.checked} open tickets checked, " \
                 f"{watched.escalated} escalated"
     if flushed is not None:
-        text += (f"\noutbox: {flushed.sent} sent, {flushed.deferred} deferred, "
+        text += (f"\noutbox: {sent_meanwhile + flushed.sent} sent, {flushed.deferred} deferred, "
                  f"{flushed.failed} failed")
     ctx.emit(reports, text)
     if failed:

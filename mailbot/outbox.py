@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from mailbot.store.writes import add_event
 log = structlog.get_logger("mailbot.outbox")
 
 CLAIM_PAGE = 200  # due mails listed per query
+STOP_TIMEOUT_S = 60.0  # how long the end of a pass waits for the mail being sent
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,50 @@ class OutboxSender:
                       message_id=row.message_id, reason=reason)
         log.error("outbox.failed", outbox_id=row.id, ticket=row.ticket_id,
                   message_id=row.message_id, reason=reason)
+
+
+class FlushWhileWorking:
+    """Sends queued mail on a thread of its own, woken by each commit, while a pass runs.
+
+    For `mailbot poll`: auto-replies go out while the backlog is still being ingested,
+    instead of waiting for the end. A server that takes no mail ends the thread; the
+    flush after the pass deals with what is left, as it would have anyway.
+    """
+
+    def __init__(self, sender: OutboxSender) -> None:
+        self.sender = sender
+        self.sent = 0
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def __enter__(self) -> FlushWhileWorking:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._wake.set()
+        self._thread.join(timeout=STOP_TIMEOUT_S)
+
+    def _loop(self) -> None:
+        while not self._done.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._done.is_set():
+                return
+            try:
+                report = self.sender.flush(stop=self._done.is_set, stop_after_deferral=True)
+            except Exception as exc:
+                log.warning("outbox.background_flush_ended", error=repr(exc),
+                            detail="what is queued is sent after the pass")
+                return
+            self.sent += report.sent
+            if report.server_down_until is not None:
+                return
 
 
 def _log_retry(row: OutboxMail) -> Callable[[RetryCallState], None]:

@@ -16,7 +16,7 @@ from mailbot.app import App, open_app
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
 from mailbot.mail.smtp import SmtpTransport
-from mailbot.outbox import OutboxSender, RetrySchedule
+from mailbot.outbox import FlushWhileWorking, OutboxSender, RetrySchedule
 from mailbot.store.models import Event, OutboxMail
 from mailbot.testing import DovecotServer, SmtpCapture
 
@@ -222,3 +222,25 @@ def test_a_dead_server_ends_the_flush_but_a_deferred_recipient_does_not(
         due = session.exec(select(OutboxMail).where(
             col(OutboxMail.next_attempt_at) <= app.clock.now())).all()
         assert len(due) == 2  # left for when the server is back
+
+
+def test_mail_sent_while_a_pass_runs_is_sent_once_and_the_rest_after_it(
+        tmp_path: Path, dovecot: DovecotServer, smtp_server: SmtpCapture) -> None:
+    """The sender beside a pass and the flush after it share the queue: each mail goes once."""
+    for n in range(30):
+        dovecot.append("INBOX", customer_mail(n))
+    app = make_app(tmp_path, dovecot, smtp_server)
+    sender = sender_for(app, smtp_server)
+    (poller,) = app.pollers()
+    with FlushWhileWorking(sender) as background:
+        poller.on_commit = background.wake
+        report = poller.run_pass()
+    poller.close()
+    after = sender.flush()
+    assert report.tickets == 30
+    assert background.sent + after.sent == 30
+    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    assert len(ids) == len(set(ids)) == 30
+    with app.db.session() as session:
+        statuses = set(session.exec(select(OutboxMail.status)).all())
+    assert statuses == {"sent"}
