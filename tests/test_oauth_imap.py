@@ -88,24 +88,17 @@ def stored(app: App) -> OAuthToken:
     return row
 
 
-def test_an_oauth_mailbox_logs_in_with_oauthbearer_and_makes_tickets(
-        tmp_path: Path, oauth_dovecot: DovecotServer, provider: OAuthProvider) -> None:
-    oauth_dovecot.append("INBOX", mail(1))
-    app = make_app(write_config(tmp_path, oauth_dovecot, provider))
-    log_in(app, provider, oauth_dovecot.username)
-    assert poll(app) == 1
-    assert "method=OAUTHBEARER" in oauth_dovecot.read_log()
-
-
-def test_xoauth2_is_used_where_oauthbearer_is_not_offered(
-        tmp_path: Path, provider: OAuthProvider) -> None:
+@pytest.mark.parametrize(("offered", "used"), [(("xoauth2", "oauthbearer"), "OAUTHBEARER"),
+                                              (("xoauth2",), "XOAUTH2")])
+def test_an_oauth_mailbox_logs_in_with_oauthbearer_else_xoauth2_and_makes_tickets(
+        tmp_path: Path, provider: OAuthProvider, offered: tuple[str, ...], used: str) -> None:
     with DovecotServer(oauth2_introspection_url=provider.introspection_url,
-                       oauth2_mechanisms=("xoauth2",)) as dovecot:
+                       oauth2_mechanisms=offered) as dovecot:
         dovecot.append("INBOX", mail(1))
         app = make_app(write_config(tmp_path, dovecot, provider))
         log_in(app, provider, dovecot.username)
         assert poll(app) == 1
-        assert "method=XOAUTH2" in dovecot.read_log()
+        assert f"method={used}" in dovecot.read_log()
 
 
 def test_an_expired_access_token_is_refreshed_and_the_rotation_saved(
