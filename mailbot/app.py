@@ -10,6 +10,7 @@ from email.utils import parseaddr
 import structlog
 from alembic.script import ScriptDirectory
 
+from mailbot.alerts import AlertPolicy
 from mailbot.analysis import AnalysisPool
 from mailbot.autoreply import AutoReplier, AutoReplyPolicy, Notice
 from mailbot.clock import Clock, SystemClock
@@ -20,6 +21,10 @@ from mailbot.identify import compile_patterns
 from mailbot.ingest import Conversation, Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.mail.smtp import FileTransport, SmtpTransport, Transport
+from mailbot.oauth.alarm import RejectionAlarm
+from mailbot.oauth.endpoint import TokenEndpoint
+from mailbot.oauth.grants import SMTP_GRANT, grants, imap_grant_name
+from mailbot.oauth.tokens import TokenSource
 from mailbot.outbox import OutboxSender, RetrySchedule
 from mailbot.pipeline import Classifier, DefaultSeverity, IngestPolicy
 from mailbot.poller import MailboxPlan, MailboxPoller
@@ -52,6 +57,7 @@ class App:
     _sla: SlaBook | None = field(default=None, init=False, repr=False)
     _signer: ThreadSigner | None = field(default=None, init=False, repr=False)
     _renderer: ReplyRenderer | None = field(default=None, init=False, repr=False)
+    _tokens: dict[str, TokenSource] | None = field(default=None, init=False, repr=False)
 
     def sla(self) -> SlaBook:
         """The calendars and policies, built (and their holiday gaps warned of) once."""
@@ -99,6 +105,24 @@ class App:
             self._signer = ThreadSigner(secret.encode())
         return self._signer
 
+    def alert_policy(self) -> AlertPolicy:
+        """Alerts about mailbot itself go to escalation level 1 (else the agents' notify list)."""
+        settings = self.settings
+        return AlertPolicy(settings.smtp.from_ if settings.smtp else None,
+                           tuple(settings.escalation.level1 or settings.agents.notify))
+
+    def token_sources(self) -> dict[str, TokenSource]:
+        """One TokenSource per OAuth2 grant of the configuration, made once and shared."""
+        if self._tokens is None:
+            specs = {spec.name: spec for spec in grants(self.settings)}
+            alarm = (RejectionAlarm(specs, self.alert_policy(), self.thread_signer(), self.clock)
+                     if specs else None)
+            self._tokens = {
+                name: TokenSource(self.db, name, TokenEndpoint(spec.client), self.clock,
+                                  login_hint=spec.login_command, on_rejected=alarm)
+                for name, spec in specs.items()}
+        return self._tokens
+
     def sla_watcher(self) -> SlaWatcher | None:
         """The escalation watcher; None without an `smtp` section (it could not mail anyone)."""
         settings = self.settings
@@ -126,7 +150,8 @@ class App:
             transport = SmtpTransport(
                 smtp.host, smtp.port, smtp.security, username=smtp.username,
                 password=smtp.password.get_secret_value() if smtp.password else None,
-                timeout=smtp.timeout.total_seconds())
+                timeout=smtp.timeout.total_seconds(),
+                oauth=self.token_sources().get(SMTP_GRANT) if smtp.auth == "oauth2" else None)
         retry = smtp.retry
         schedule = RetrySchedule(retry.first_delay, retry.max_delay, retry.give_up_after)
         return OutboxSender(self.db, transport, self.clock, schedule=schedule,
@@ -145,7 +170,9 @@ class App:
                 username=imap.username,
                 password=imap.password.get_secret_value() if imap.password else "",
                 timeout=imap.timeout.total_seconds(), tls_verify=imap.tls_verify,
-                ca_file=str(imap.ca_file) if imap.ca_file else None)
+                ca_file=str(imap.ca_file) if imap.ca_file else None,
+                oauth=self.token_sources().get(imap_grant_name(mailbox.name))
+                if imap.auth == "oauth2" else None)
             plans.append(MailboxPlan(
                 name=mailbox.name, endpoint=endpoint, folder=mailbox.folder,
                 processed_folder=mailbox.processed_folder,

@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError
 
 from mailbot import quarantine as quarantine_ops
+from mailbot.cli_oauth import oauth_group
 from mailbot.cli_report import report_group
 from mailbot.cli_rules import rules_group
 from mailbot.cli_support import (
@@ -444,12 +445,14 @@ def health(ctx: Context) -> None:
     """Exit 0 when every mailbox polled within its stall_after and the outbox drains."""
     from mailbot.health import check_health
     from mailbot.leases import Leases
+    from mailbot.oauth.grants import grants
     from mailbot.service import stall_limits
 
     app = ctx.app()
     now = app.clock.now()
     try:
-        report = check_health(app.db, stall_limits(app.settings), now)
+        report = check_health(app.db, stall_limits(app.settings), now,
+                              grants=grants(app.settings))
         leases = Leases(app.db, app.clock).all()
     except (OperationalError, SAInterfaceError) as exc:
         fail(f"database unavailable: {describe_db_error(exc)}", EX_TEMPFAIL)
@@ -463,6 +466,10 @@ def health(ctx: Context) -> None:
         lines.append(f"mailbox {mailbox.name}: {'STALLED' if mailbox.stalled else 'ok'}, "
                      f"last successful poll {last}"
                      + (f", last error: {mailbox.last_error}" if mailbox.last_error else ""))
+    lines += [f"oauth2 {grant.who}: {grant.state}"
+              + (f", access token until {grant.access_expires_at.isoformat(timespec='seconds')}"
+                 if grant.access_expires_at and grant.state == "active" else "")
+              for grant in report.grants]
     lines.append(f"outbox: {report.outbox_queued} queued")
     lines += [f"problem: {p}" for p in report.problems]
     lines += [f"lease {lease.name}: {lease.holder}" for lease in leases if lease.expires_at > now]
@@ -492,3 +499,4 @@ def run() -> None:
 
 main.add_command(rules_group)
 main.add_command(report_group)
+main.add_command(oauth_group)

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -81,7 +82,87 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-class ImapSettings(_Model):
+OAuthProvider = Literal["microsoft", "google", "generic"]
+
+
+class LoginSettings(_Model):
+    """How a server is logged in to: a password, or OAuth2 with a provider's tokens."""
+
+    auth: Literal["password", "oauth2"] = "password"
+    provider: OAuthProvider | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    tenant: str | None = None
+    token_url: str | None = None
+    device_authorization_url: str | None = None
+    scopes: tuple[str, ...] | None = None
+
+    @field_validator("client_secret_file")
+    @classmethod
+    def _secret_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    def _check_login(self) -> None:
+        """Raises ValueError naming the key that an `auth: oauth2` block lacks or gets wrong."""
+        oauth_only = ("provider", "client_id", "client_secret", "tenant", "token_url",
+                      "device_authorization_url", "scopes")
+        if self.auth != "oauth2":
+            for key in oauth_only:
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: only with auth: oauth2")
+            return
+        if self.provider is None:
+            raise ValueError("provider: required with auth: oauth2 "
+                             "(microsoft, google or generic)")
+        if not self.client_id:
+            raise ValueError("client_id: required with auth: oauth2")
+        if self.provider == "microsoft" and not self.tenant:
+            raise ValueError("tenant: required with provider: microsoft "
+                             "(the directory id, or organizations)")
+        if self.provider != "microsoft" and self.tenant is not None:
+            raise ValueError("tenant: only with provider: microsoft")
+        if self.provider == "generic" and not self.token_url:
+            raise ValueError("token_url: required with provider: generic")
+        if self.provider != "generic":
+            for key in ("token_url", "device_authorization_url"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: only with provider: generic "
+                                     f"({self.provider}'s endpoints are known)")
+        for key in ("token_url", "device_authorization_url"):
+            url = getattr(self, key)
+            if url is not None and not _https_or_loopback(url):
+                raise ValueError(f"{key}: must be an https:// URL "
+                                 "(http:// only to a loopback host)")
+
+
+def _https_or_loopback(url: str) -> bool:
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and is_loopback_host(parsed.hostname or "")
+
+
+def _with_secrets(data: dict[str, Any], environ: Mapping[str, str], env_prefix: str,
+                  where: str, info: ValidationInfo) -> dict[str, Any]:
+    """`password` and `client_secret` from `MAILBOT_<PREFIX>_*` or their `*_file` keys."""
+    data = dict(data)
+    for key in ("password", "client_secret"):
+        from_env = environ.get(f"{env_prefix}_{key.upper()}")
+        if from_env:
+            data[key] = from_env
+            data.pop(f"{key}_file", None)
+        elif data.get(f"{key}_file") and not data.get(key):
+            path = _resolve(data[f"{key}_file"], info)
+            assert path is not None
+            try:
+                data[key] = _read_secret(path)
+            except ValueError as exc:
+                raise ValueError(f"{where}{key}_file: {exc}") from exc
+    return data
+
+
+class ImapSettings(LoginSettings):
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Literal["ssl", "starttls", "none"] = "ssl"
@@ -101,6 +182,7 @@ class ImapSettings(_Model):
     def _check(self) -> ImapSettings:
         if self.security == "none" and not is_loopback_host(self.host):
             raise ValueError("security: 'none' (plain IMAP) is allowed only for a loopback host")
+        self._check_login()
         if self.port is None:
             object.__setattr__(self, "port", 993 if self.security == "ssl" else 143)
         return self
@@ -122,20 +204,9 @@ class MailboxSettings(_Model):
     def _secret_from_env(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict) or not isinstance(data.get("imap"), dict):
             return data
-        imap = dict(data["imap"])
-        env = _context(info).get("environ", {})
         name = str(data.get("name", "")).upper().replace("-", "_")
-        from_env = env.get(f"MAILBOT_{name}_IMAP_PASSWORD")
-        if from_env:
-            imap["password"] = from_env
-            imap.pop("password_file", None)
-        elif imap.get("password_file") and not imap.get("password"):
-            path = _resolve(imap["password_file"], info)
-            assert path is not None
-            try:
-                imap["password"] = _read_secret(path)
-            except ValueError as exc:
-                raise ValueError(f"imap.password_file: {exc}") from exc
+        imap = _with_secrets(data["imap"], _context(info).get("environ", {}),
+                             f"MAILBOT_{name}_IMAP", "imap.", info)
         return {**data, "imap": imap}
 
 
@@ -157,7 +228,7 @@ class RetrySettings(_Model):
         return self
 
 
-class SmtpSettings(_Model):
+class SmtpSettings(LoginSettings):
     transport: Literal["smtp", "file"] = "smtp"
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -190,27 +261,23 @@ class SmtpSettings(_Model):
     def _secret(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
-        from_env = _context(info).get("environ", {}).get("MAILBOT_SMTP_PASSWORD")
-        if from_env:
-            data["password"] = from_env
-            data.pop("password_file", None)
-        elif data.get("password_file") and not data.get("password"):
-            path = _resolve(data["password_file"], info)
-            assert path is not None
-            data["password"] = _read_secret(path)
-        return data
+        return _with_secrets(data, _context(info).get("environ", {}), "MAILBOT_SMTP", "", info)
 
     @model_validator(mode="after")
     def _check(self) -> SmtpSettings:
         if self.transport == "file":
             if self.dir is None:
                 raise ValueError("dir: required with transport: file")
+            if self.auth != "password":
+                raise ValueError("auth: only with transport: smtp")
             return self
         if not self.host:
             raise ValueError("host: required with transport: smtp")
         if self.security == "none" and not is_loopback_host(self.host):
             raise ValueError("security: 'none' (plain SMTP) is allowed only for a loopback host")
+        self._check_login()
+        if self.auth == "oauth2" and not self.username:
+            raise ValueError("username: required with auth: oauth2")
         if self.port is None:
             port = {"ssl": 465, "starttls": 587, "none": 25}[self.security]
             object.__setattr__(self, "port", port)
@@ -563,4 +630,7 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"{path}: unknown key"
     message = str(error["msg"]).removeprefix("Value error, ")
+    key = re.match(r"([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ", message)
+    if key and path:  # a section's own check names its key: join it to the path
+        return f"{path}.{message}"
     return f"{path or '(top level)'}: {message}"

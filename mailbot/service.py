@@ -20,6 +20,7 @@ from mailbot.leases import Leases
 from mailbot.mailbox_worker import MailboxWorker, WorkerOptions
 from mailbot.metrics import DatabaseCollector, Metrics
 from mailbot.notify import Notifier
+from mailbot.oauth.grants import grants
 from mailbot.rules.book import RuleBook
 from mailbot.stall import StallAlarm, StallPolicy
 from mailbot.status_server import StatusServer
@@ -94,7 +95,7 @@ def daemon_health(daemon: Daemon, app: App, started: Any) -> tuple[bool, dict[st
     """`/healthz`: the shared state in the database, and this process's own loops."""
     try:
         report = check_health(app.db, stall_limits(app.settings), app.clock.now(),
-                              started_at=started)
+                              started_at=started, grants=grants(app.settings))
     except SQLAlchemyError as exc:
         return False, {"ok": False, "problems": [f"database: {describe_db_error(exc)}"]}
     detail = report.as_dict()

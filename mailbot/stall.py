@@ -8,13 +8,12 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from mailbot.alerts import AlertPolicy, queue_alert
 from mailbot.clock import Clock
 from mailbot.conversation.ids import ThreadSigner
 from mailbot.health import MailboxCheck, check_health
-from mailbot.replies.compose import compose
 from mailbot.store import Database
 from mailbot.store.models import MailboxState
-from mailbot.store.writes import queue_mail
 
 log = structlog.get_logger("mailbot.stall")
 
@@ -58,14 +57,9 @@ class StallAlarm:
                 return False
             state.stall_alerted_at = now
             session.add(state)
-            if policy.from_address and policy.level1:
-                subject, text = _alert_text(mailbox, limit)
-                domain = policy.from_address.rpartition("@")[2].strip(">") or "localhost"
-                mail = compose(kind="alert", message_id=self.signer.new_id(None, "alert", domain),
-                               from_address=policy.from_address, to=policy.level1,
-                               subject=subject, text=text, html=None, date=now,
-                               ticket_number=None)
-                queue_mail(session, mail, None, now)
+            subject, text = _alert_text(mailbox, limit)
+            queue_alert(session, AlertPolicy(policy.from_address, policy.level1), self.signer,
+                        subject, text, now)
         log.error("mailbox.stalled", mailbox=mailbox.name,
                   last_poll_at=mailbox.last_poll_at.isoformat() if mailbox.last_poll_at
                   else None, last_error=mailbox.last_error, alerted=list(policy.level1))

@@ -55,7 +55,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         tables = ", ".join(t for t in ("outbox", "events", "attachments", "messages",
                                         "quarantine", "tickets", "blobs", "customers",
                                         "mailbox_state", "installation_secrets",
-                                        "escalations", "leases"))
+                                        "escalations", "leases", "oauth_tokens"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     database.dispose()
 

@@ -11,11 +11,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from mailbot.oauth.errors import OAuthUnavailable
+from mailbot.oauth.sasl import choose_mechanism
 
 log = structlog.get_logger("mailbot.imap")
 
@@ -28,9 +31,17 @@ class MailboxUnavailable(Exception):
     """The mailbox cannot be worked now: connection, login, folder or protocol trouble."""
 
 
+class AccessTokens(Protocol):
+    """OAuth2 access tokens for one login: `token()` may refresh; `discard` one refused."""
+
+    def token(self) -> str: ...
+
+    def discard(self, access_token: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ImapEndpoint:
-    """Where and how to log in."""
+    """Where and how to log in: with `password`, or SASL XOAUTH2/OAUTHBEARER with `oauth`."""
 
     host: str
     port: int
@@ -40,6 +51,7 @@ class ImapEndpoint:
     timeout: float = 30.0
     tls_verify: bool = True
     ca_file: str | None = None
+    oauth: AccessTokens | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +100,33 @@ class ImapConnection:
             _nodelay(client)
             if ep.security == "starttls":
                 client.starttls(context)
-            client.login(ep.username, ep.password)
+            if ep.oauth is not None:
+                self._oauth_login(client, ep.oauth)
+            else:
+                client.login(ep.username, ep.password)
         except _NETWORK_ERRORS as exc:
             raise MailboxUnavailable(f"{ep.host}:{ep.port}: {_describe(exc)}") from exc
         self._client = client
+
+    def _oauth_login(self, client: IMAPClient, oauth: AccessTokens) -> None:
+        """SASL OAUTHBEARER when offered, else XOAUTH2; a refused token is discarded."""
+        ep = self.endpoint
+        try:
+            token = oauth.token()
+        except OAuthUnavailable as exc:
+            with contextlib.suppress(*_NETWORK_ERRORS):
+                client.shutdown()
+            raise MailboxUnavailable(f"{ep.host}:{ep.port}: oauth2: {exc}") from exc
+        offered = [c.decode(errors="replace").removeprefix("AUTH=")
+                   for c in client.capabilities() if c.upper().startswith(b"AUTH=")]
+        try:
+            if choose_mechanism(offered) == "OAUTHBEARER":
+                client.oauthbearer_login(ep.username, token)
+            else:
+                client.oauth2_login(ep.username, token)
+        except LoginError:
+            oauth.discard(token)
+            raise
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mailbot.mail.imap import is_loopback
+from mailbot.mail.imap import AccessTokens, is_loopback
+from mailbot.oauth.errors import OAuthUnavailable
+from mailbot.oauth.sasl import choose_mechanism, oauthbearer, xoauth2
 
 
 class TemporarySendFailure(Exception):
@@ -50,7 +52,8 @@ class SmtpTransport:
 
     def __init__(self, host: str, port: int, security: str = "starttls", *,
                  username: str | None = None, password: str | None = None,
-                 timeout: float = 30.0, ca_file: str | None = None) -> None:
+                 timeout: float = 30.0, ca_file: str | None = None,
+                 oauth: AccessTokens | None = None) -> None:
         self.host = host
         self.port = port
         self.security = security
@@ -58,6 +61,7 @@ class SmtpTransport:
         self.password = password
         self.timeout = timeout
         self.ca_file = ca_file
+        self.oauth = oauth  # SASL XOAUTH2 / OAUTHBEARER with these tokens instead of a password
         self._context: ssl.SSLContext | None = None
         self._client: smtplib.SMTP | None = None
 
@@ -102,13 +106,41 @@ class SmtpTransport:
         try:
             if self.security == "starttls":
                 client.starttls(context=self._context)
-            if self.username:
+            if self.oauth is not None:
+                self._oauth_login(client, self.oauth)
+            elif self.username:
                 client.login(self.username, self.password or "")
         except BaseException:
             client.close()
             raise
         self._client = client
         return client
+
+
+    def _oauth_login(self, client: smtplib.SMTP, oauth: AccessTokens) -> None:
+        """AUTH OAUTHBEARER when offered, else XOAUTH2; a refused token is discarded.
+
+        Both are temporary failures: the mail waits in the outbox until a login works.
+        """
+        try:
+            token = oauth.token()
+        except OAuthUnavailable as exc:
+            raise TemporarySendFailure(f"oauth2: {exc}") from exc
+        client.ehlo_or_helo_if_needed()
+        user = self.username or ""
+        mechanism = choose_mechanism(client.esmtp_features.get("auth", "").split())
+        initial = (oauthbearer(user, token, self.host, self.port) if mechanism == "OAUTHBEARER"
+                   else xoauth2(user, token))
+
+        def respond(challenge: bytes | None = None) -> str:
+            return initial if challenge is None else ""  # an error challenge gets an empty reply
+
+        try:
+            client.auth(mechanism, respond, initial_response_ok=True)
+        except smtplib.SMTPAuthenticationError as exc:
+            oauth.discard(token)
+            raise TemporarySendFailure(f"AUTH {mechanism} refused: {exc.smtp_code} "
+                                       f"{exc.smtp_error!r}") from exc
 
 
 def _classify(replies: list[tuple[int, bytes]]) -> Exception:

@@ -227,3 +227,26 @@ class Lease(SQLModel, table=True):
     holder: str = Field(sa_column=Column(String(200), nullable=False))
     expires_at: datetime = _utc(nullable=False)
     acquired_at: datetime = _utc(nullable=False)
+
+
+class OAuthToken(SQLModel, table=True):
+    """One OAuth2 grant (a mailbox's IMAP login, or the SMTP login): its tokens and its state.
+
+    `state` is `active`, `revoked` (the provider answered invalid_grant) or `rejected` (it
+    refused the client); a grant not `active` is tried again only after `retry_after`.
+    """
+
+    __tablename__ = "oauth_tokens"
+
+    name: str = Field(sa_column=Column(String(80), primary_key=True))
+    provider: str = Field(sa_column=Column(String(16), nullable=False))
+    state: str = Field(default="active", sa_column=Column(String(16), nullable=False))
+    refresh_token: str = Field(sa_column=Column(Text, nullable=False), repr=False)
+    access_token: str | None = Field(default=None, sa_column=Column(Text), repr=False)
+    access_expires_at: datetime | None = _utc()
+    refreshed_at: datetime | None = _utc()
+    obtained_at: datetime = _utc(nullable=False)
+    rotated_at: datetime | None = _utc()
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    retry_after: datetime | None = _utc()
+    alerted_at: datetime | None = _utc()

@@ -31,7 +31,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 mail_location = {mail_location}
 mail_uid = {uid}
@@ -42,7 +42,7 @@ first_valid_gid = {uid}
 mail_max_userip_connections = 200
 default_login_user = dovenull
 default_internal_user = dovecot
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users
 }}
@@ -85,11 +85,37 @@ service lmtp {{
 """
 
 
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = {mechanisms}
+  args = {root}/oauth2.conf.ext
+}}
+"""
+
+OAUTH2_CONFIG = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
+
 class DovecotServer:
-    """Dovecot from Debian's package, run standalone from its own config in a temp folder."""
+    """Dovecot from Debian's package, run standalone from its own config in a temp folder.
+
+    With `oauth2_introspection_url`, the oauth2 passdb also accepts SASL `oauth2_mechanisms`
+    logins whose bearer token that endpoint (RFC 7662, POST) calls active for the user; the
+    password keeps working for PLAIN and LOGIN.
+    """
 
     def __init__(self, *, username: str = "support@example.test", password: str = "secret",
-                 mail_location: str = "maildir:~/Maildir", tls: bool = False) -> None:
+                 mail_location: str = "maildir:~/Maildir", tls: bool = False,
+                 oauth2_introspection_url: str | None = None,
+                 oauth2_mechanisms: tuple[str, ...] = ("xoauth2", "oauthbearer")) -> None:
         if not Path(DOVECOT).exists():
             raise RuntimeError(f"{DOVECOT} not found: install Debian's dovecot-imapd "
                                "(scripts/test.sh does)")
@@ -103,6 +129,8 @@ class DovecotServer:
         self.ssl_port = free_port() if tls else 0
         self.cert_path = self.root / "cert.pem"
         self.log_path = self.root / "dovecot.log"
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_mechanisms = oauth2_mechanisms if oauth2_introspection_url else ()
         self._process: subprocess.Popen[bytes] | None = None
         self._write_files()
 
@@ -120,9 +148,17 @@ class DovecotServer:
             key_path = self.root / "key.pem"
             _self_signed_certificate(self.cert_path, key_path)
             ssl = f"ssl = yes\nssl_cert = <{self.cert_path}\nssl_key = <{key_path}"
+        oauth2_passdb = ""
+        if self.oauth2_introspection_url:
+            (self.root / "oauth2.conf.ext").write_text(
+                OAUTH2_CONFIG.format(url=self.oauth2_introspection_url))
+            oauth2_passdb = OAUTH2_PASSDB.format(mechanisms=" ".join(self.oauth2_mechanisms),
+                                                 root=self.root)
         (self.root / "dovecot.conf").write_text(CONFIG_TEMPLATE.format(
             instance=self.root.name, root=self.root, port=self.port, uid=MAIL_UID,
-            mail_location=self.mail_location, ssl=ssl, ssl_port=self.ssl_port))
+            mail_location=self.mail_location, ssl=ssl, ssl_port=self.ssl_port,
+            mechanisms=" ".join(("plain", "login", *self.oauth2_mechanisms)),
+            oauth2_passdb=oauth2_passdb))
 
     def start(self) -> DovecotServer:
         if self._process is not None:
@@ -201,10 +237,14 @@ class DovecotServer:
     def append(self, folder: str, raw: bytes, flags: Iterable[str] = ()) -> None:
         self.append_many(folder, [raw], flags)
 
-    def imap_config(self) -> str:
-        """This server as a mailbox's `imap:` block of mailbot's YAML configuration."""
+    def imap_config(self, login: str | None = None) -> str:
+        """This server as a mailbox's `imap:` block of mailbot's YAML configuration.
+
+        `login` replaces the password with other keys (e.g. an OAuthProvider's login_config).
+        """
+        secret = login or f'password: "{self.password}"'
         return (f'{{host: {self.host}, port: {self.port}, security: none, '
-                f'username: "{self.username}", password: "{self.password}", timeout: 10s}}')
+                f'username: "{self.username}", {secret}, timeout: 10s}}')
 
     def append_many(self, folder: str, messages: Iterable[bytes],
                     flags: Iterable[str] = ()) -> int:
