@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr
 
 import structlog
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 
 from mailbot.conversation.ids import ThreadSigner
@@ -22,6 +23,12 @@ from mailbot.store.writes import add_event, queue_mail
 
 log = structlog.get_logger("mailbot.autoreply")
 RATE_WINDOW = timedelta(hours=1)
+_AUTO_REPLIES_SINCE = (  # built once: it runs for every new ticket
+    select(func.count()).select_from(OutboxMail)
+    .join(Ticket, col(Ticket.id) == col(OutboxMail.ticket_id))
+    .where(col(Ticket.requester) == bindparam("requester"),
+           col(OutboxMail.kind) == "auto_reply",
+           col(OutboxMail.created_at) >= bindparam("since")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +110,8 @@ class AutoReplier:
         if reason is not None:
             return reason
         cap = self.policy.per_sender_per_hour
-        sent = session.exec(
-            select(func.count()).select_from(OutboxMail)
-            .join(Ticket, col(Ticket.id) == col(OutboxMail.ticket_id))
-            .where(col(Ticket.requester) == ticket.requester,
-                   col(OutboxMail.kind) == "auto_reply",
-                   col(OutboxMail.created_at) >= now - RATE_WINDOW)).one()
+        sent = session.execute(_AUTO_REPLIES_SINCE, {
+            "requester": ticket.requester, "since": now - RATE_WINDOW}).scalar_one()
         if sent >= cap:
             return f"rate limit: {sent} auto-replies to {ticket.requester} in the last hour"
         return None

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlmodel import Session, col, func, select
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, SQLModel, col, func, select
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -26,6 +27,9 @@ from mailbot.store.writes import add_event
 log = structlog.get_logger("mailbot.outbox")
 
 CLAIM_PAGE = 200  # due mails listed per query
+_OUTBOX = SQLModel.metadata.tables["outbox"]
+_MARK_SENT = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row")).values(
+    status="sent", sent_at=bindparam("now"), attempts=bindparam("attempts"), last_error=None)
 STOP_TIMEOUT_S = 60.0  # how long the end of a pass waits for the mail being sent
 
 
@@ -170,9 +174,9 @@ class OutboxSender:
             self._fail(session, row, now, str(exc))
             report.failed += 1
             return
-        row.attempts += tries
-        row.status, row.sent_at, row.last_error = "sent", now, None
-        session.add(row)
+        # A plain UPDATE: the claimed row object stays clean, so nothing is flushed for it.
+        session.execute(_MARK_SENT, {"row": row.id, "attempts": row.attempts + tries,
+                                     "now": now})
         if row.ticket_id is not None:
             add_event(session, row.ticket_id, now, "mail_sent", mail_kind=row.kind,
                       message_id=row.message_id, to=list(row.recipients))

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, update
+from sqlalchemy import CursorResult, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
 from mailbot.parsing import Address, ParsedMessage
@@ -31,26 +32,27 @@ from mailbot.store.models import (
 # tracking and flushing an object per row cost more than the rest of storing a message.
 _TABLES: dict[str, Table] = {
     str(model.__tablename__): SQLModel.metadata.tables[str(model.__tablename__)]
-    for model in (Attachment, Event, Message, OutboxMail, MailboxState)}
+    for model in (Attachment, Blob, Event, Message, OutboxMail, MailboxState, Ticket)}
 _INSERT_EVENT = _TABLES["events"].insert()
 _INSERT_MESSAGE = _TABLES["messages"].insert()
 _INSERT_ATTACHMENT = _TABLES["attachments"].insert()
 _INSERT_OUTBOX = _TABLES["outbox"].insert()
+_INSERT_TICKET = _TABLES["tickets"].insert()
+_PUT_BLOB: dict[str, Any] = {  # insert-if-absent, by dialect
+    "postgresql": postgresql.insert(_TABLES["blobs"]).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_TABLES["blobs"]).on_conflict_do_nothing(),
+}
 
 
 def put_blob(session: Session, sha256: str, data: bytes) -> None:
     """Store bytes under their SHA-256 unless they are already there."""
     values = {"sha256": sha256, "size": len(data), "data": data}
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(Blob).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(Blob).values(**values).on_conflict_do_nothing()
-    else:
+    statement = _PUT_BLOB.get(session.get_bind().dialect.name)
+    if statement is None:
         if session.get(Blob, sha256) is not None:
             return
-        stmt = Blob.__table__.insert().values(**values)  # type: ignore[attr-defined]
-    session.execute(stmt)
+        statement = _TABLES["blobs"].insert()
+    session.execute(statement, values)
 
 
 def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
@@ -67,7 +69,7 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
     message = analysis.message
     requester = requester_of(message)
     classification = analysis.classification
-    ticket = Ticket(
+    values: dict[str, Any] = dict(
         status="open",
         severity=classification.severity,
         customer_id=analysis.customer.customer_id,
@@ -89,8 +91,10 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
         sla_policy=dues.policy if dues else None,
         parent_id=parent_id,
     )
+    # Inserted directly, then handed to the session as the row it now is (no flush).
+    ticket = Ticket(id=_inserted(session, _INSERT_TICKET, values), **values)
+    make_transient_to_detached(ticket)
     session.add(ticket)
-    session.flush()
     assert ticket.id is not None
     add_message(session, ticket.id, analysis, raw, source=source, received_at=now)
     _record_creation_events(session, ticket.id, analysis, source=source, now=now)
@@ -215,12 +219,17 @@ def queue_mail(session: Session, mail: OutgoingMail, ticket_id: int | None,
     return result
 
 
+_MAILBOX_STATE = _TABLES["mailbox_state"]
+_ADVANCE_MAILBOX = update(_MAILBOX_STATE).where(
+    _MAILBOX_STATE.c.name == bindparam("mailbox"),
+    _MAILBOX_STATE.c.uidvalidity == bindparam("validity"),
+    _MAILBOX_STATE.c.last_uid < bindparam("uid")).values(last_uid=bindparam("uid"))
+
+
 def advance_mailbox(session: Session, name: str, uidvalidity: int, uid: int) -> None:
     """Record that a mailbox's folder has been read up to `uid` (never backwards)."""
-    table = _TABLES["mailbox_state"]
-    result: Any = session.execute(
-        update(table).where(table.c.name == name, table.c.uidvalidity == uidvalidity,
-                            table.c.last_uid < uid).values(last_uid=uid))
+    result = cast("CursorResult[Any]", session.execute(
+        _ADVANCE_MAILBOX, {"mailbox": name, "validity": uidvalidity, "uid": uid}))
     if result.rowcount:
         return
     state = session.get(MailboxState, name)
