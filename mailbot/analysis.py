@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -154,6 +155,7 @@ class PendingAnalysis:
         self._inputs = inputs
         self._future = future
         self._pool = pool
+        self.waited = 0.0  # seconds the caller waited for a worker's answer
 
     @classmethod
     def here(cls, raws: Sequence[bytes], inputs: AnalysisInputs) -> PendingAnalysis:
@@ -162,8 +164,10 @@ class PendingAnalysis:
 
     def decisions(self) -> list[Decision]:
         if self._future is not None and self._pool is not None:
+            started = time.monotonic()
             try:
                 decisions = self._future.result(timeout=self._pool.timeout)
+                self.waited = time.monotonic() - started
                 if len(decisions) == len(self._raws):
                     return decisions
                 raise AnalysisFailed(f"{len(decisions)} decisions for {len(self._raws)} mails")

@@ -61,6 +61,7 @@ class PassReport:
     failed: int = 0  # left in the folder after a processing error, to be tried again
     acked: int = 0
     error: str | None = None
+    analysis_wait: float = 0.0  # seconds spent waiting for worker processes' analysis
 
     def count(self, outcome: Outcome) -> None:
         if outcome.quarantined:
@@ -159,7 +160,8 @@ class MailboxPoller:
         log.info("mailbox.pass", mailbox=self.plan.name, fetched=report.fetched,
                  tickets=report.tickets, follow_ups=report.follow_ups,
                  duplicates=report.duplicates,
-                 quarantined=report.quarantined, failed=report.failed)
+                 quarantined=report.quarantined, failed=report.failed,
+                 analysis_wait_s=round(report.analysis_wait, 3))
         return report
 
     def _connection(self) -> ImapConnection:
@@ -258,6 +260,7 @@ class MailboxPoller:
                     break
                 self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored,
                                           failed=failed, prepared=prepared)
+                report.analysis_wait += prepared.waited
                 if self.on_commit is not None:
                     self.on_commit()
         finally:

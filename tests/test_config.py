@@ -48,6 +48,11 @@ def test_wrong_port_type_names_the_key() -> None:
     assert error.startswith("mailboxes[0].imap.port: ")
 
 
+def test_negative_analysis_workers_are_refused_with_the_key() -> None:
+    (error,) = errors_of({"analysis": {"workers": -1}})
+    assert error.startswith("analysis.workers: ")
+
+
 def test_unknown_top_level_section_is_named() -> None:
     assert errors_of({"mailboxs": []}) == ["mailboxs: unknown key"]
 
