@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from test_oauth_cli import REPO, mailbot, tickets_of_a_poll
 
 from mailbot.oauth.authorize import authorization_url, code_from_query, new_pkce
 from mailbot.oauth.browser import NOT_AN_ANSWER, BrowserPrompt, browser_login
@@ -27,7 +28,6 @@ from mailbot.oauth.errors import GrantRejected, LoginFailed
 from mailbot.oauth.providers import OAuthClient
 from mailbot.testing import DovecotServer, OAuthProvider
 
-REPO = Path(__file__).resolve().parents[1]
 USER = "support@example.test"
 
 
@@ -54,12 +54,6 @@ storage: {{dir: state}}
 logging: {{format: console, level: warning}}
 """)
     return path
-
-
-def mailbot(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailbot", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=60, cwd=REPO,
-                          stdin=subprocess.DEVNULL)
 
 
 class Login:
@@ -137,11 +131,7 @@ def test_browser_login_follows_the_redirect_to_the_loopback_listener_and_the_gra
         (asked,) = provider.authorizations
         assert (asked["login_hint"], asked["code_challenge_method"]) == (dovecot.username, "S256")
         assert urlsplit(asked["redirect_uri"]).hostname == "127.0.0.1"
-        dovecot.append("INBOX", b"From: c@example.org\r\nSubject: hi\r\n"
-                                b"Message-ID: <browser-1@example.org>\r\n\r\nbody\r\n")
-        polled = mailbot(config, "poll", "--json")
-        assert polled.returncode == 0, polled.stderr
-        assert [r["tickets"] for r in json.loads(polled.stdout)] == [1, 0]
+        assert tickets_of_a_poll(config, dovecot) == [1, 0]
 
 
 def test_a_pasted_redirected_address_completes_the_login(
