@@ -1,18 +1,22 @@
-"""`mailbot oauth login` (device-code flow, stores the grant) and `mailbot oauth status`."""
+"""`mailbot oauth login` (device or browser flow, stores the grant) and `mailbot oauth status`."""
 
 from __future__ import annotations
 
+import sys
+from datetime import timedelta
 from typing import Any
 
 import click
 
 from mailbot.cli_support import EX_FAILURE, Context, fail, with_json
+from mailbot.oauth.browser import BrowserPrompt, browser_login
 from mailbot.oauth.device import device_login
-from mailbot.oauth.endpoint import DeviceCode, TokenEndpoint
+from mailbot.oauth.endpoint import DeviceCode, TokenAnswer, TokenEndpoint
 from mailbot.oauth.errors import OAuthUnavailable
-from mailbot.oauth.grants import SMTP_GRANT, grants, imap_grant_name
+from mailbot.oauth.grants import SMTP_GRANT, GrantSpec, grants, imap_grant_name
 from mailbot.oauth.tokens import store_login
 from mailbot.store.models import OAuthToken
+from mailbot.units import format_duration, parse_duration
 from mailbot.views import iso, table
 
 STATUS_COLUMNS = [("for", "for"), ("auth", "auth"), ("provider", "provider"),
@@ -28,11 +32,22 @@ def oauth_group() -> None:
 @oauth_group.command("login")
 @click.argument("mailbox", required=False)
 @click.option("--smtp", "for_smtp", is_flag=True, help="The smtp section's login.")
+@click.option("--timeout", default="10m", show_default=True, metavar="DURATION",
+              help="Browser flow: how long to wait for the redirect or a pasted address.")
 @click.pass_obj
-def oauth_login(ctx: Context, mailbox: str | None, for_smtp: bool) -> None:
-    """Log MAILBOX (or --smtp) in with the device-code flow and store its refresh token."""
+def oauth_login(ctx: Context, mailbox: str | None, for_smtp: bool, timeout: str) -> None:
+    """Log MAILBOX (or --smtp) in and store its refresh token.
+
+    The device flow shows a URL and a code; the browser flow (Google's default, or
+    `login_flow: browser`) shows a URL whose redirect comes back to mailbot, or whose
+    redirected address is pasted here.
+    """
     if bool(mailbox) == for_smtp:
         fail("name one MAILBOX, or --smtp")
+    try:
+        wait = parse_duration(timeout)
+    except ValueError as exc:
+        fail(f"--timeout: {exc}")
     app = ctx.app()
     wanted = SMTP_GRANT if for_smtp else imap_grant_name(mailbox or "")
     spec = next((g for g in grants(app.settings) if g.name == wanted), None)
@@ -40,15 +55,8 @@ def oauth_login(ctx: Context, mailbox: str | None, for_smtp: bool) -> None:
         configured = ", ".join(g.mailbox or "--smtp" for g in grants(app.settings)) or "none"
         fail(f"{'smtp' if for_smtp else f'mailbox {mailbox}'} has no auth: oauth2 "
              f"(configured for OAuth2: {configured})")
-
-    def show(code: DeviceCode) -> None:
-        minutes = max(1, int(code.expires_in // 60))
-        click.echo(f"To let mailbot use {spec.username} ({spec.who}), open\n\n"
-                   f"    {code.verification_uri}\n\nin a browser and enter the code\n\n"
-                   f"    {code.user_code}\n\nwithin {minutes} minutes. Waiting...")
-
     try:
-        answer = device_login(TokenEndpoint(spec.client), show)
+        answer = _login(spec, wait)
         row = store_login(app.db, spec.name, spec.client.provider, answer, app.clock.now())
     except OAuthUnavailable as exc:
         fail(f"login for {spec.who} failed: {exc}")
@@ -56,6 +64,41 @@ def oauth_login(ctx: Context, mailbox: str | None, for_smtp: bool) -> None:
         else "unknown"
     click.echo(f"stored the grant for {spec.who}; access token valid until {until}. "
                "mailbot refreshes it from now on.")
+
+
+def _login(spec: GrantSpec, wait: timedelta) -> TokenAnswer:
+    endpoint = TokenEndpoint(spec.client)
+    if spec.client.login_flow == "device":
+        return device_login(endpoint, lambda code: _show_device_code(spec, code))
+    return browser_login(endpoint, lambda prompt: _show_browser_prompt(spec, prompt),
+                         login_hint=spec.username, timeout=wait.total_seconds(),
+                         paste_fd=_stdin_fd(), say=click.echo)
+
+
+def _show_device_code(spec: GrantSpec, code: DeviceCode) -> None:
+    minutes = max(1, int(code.expires_in // 60))
+    click.echo(f"To let mailbot use {spec.username} ({spec.who}), open\n\n"
+               f"    {code.verification_uri}\n\nin a browser and enter the code\n\n"
+               f"    {code.user_code}\n\nwithin {minutes} minutes. Waiting...")
+
+
+def _show_browser_prompt(spec: GrantSpec, prompt: BrowserPrompt) -> None:
+    click.echo(
+        f"To let mailbot use {spec.username} ({spec.who}), open this address in a browser and "
+        f"sign in as {spec.username}:\n\n    {prompt.url}\n\n"
+        f"After the consent the browser is sent to {prompt.redirect_uri}, where mailbot "
+        "listens.\nIf the browser runs on another machine, that page fails to load: copy the "
+        "address from the\nbrowser's address bar and paste it here, then press Enter (or "
+        f"forward the port first:\nssh -L {prompt.port}:127.0.0.1:{prompt.port} THIS-HOST).\n"
+        f"Waiting up to {format_duration(timedelta(seconds=prompt.timeout))}...")
+
+
+def _stdin_fd() -> int | None:
+    """The descriptor a pasted address is read from; None when there is no usable stdin."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        return None
 
 
 @oauth_group.command("status")

@@ -83,6 +83,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 OAuthProvider = Literal["microsoft", "google", "generic"]
+FLOW_URL_KEYS = {"device": "device_authorization_url", "browser": "authorization_url"}
 
 
 class LoginSettings(_Model):
@@ -96,6 +97,8 @@ class LoginSettings(_Model):
     tenant: str | None = None
     token_url: str | None = None
     device_authorization_url: str | None = None
+    authorization_url: str | None = None
+    login_flow: Literal["device", "browser"] | None = None
     scopes: tuple[str, ...] | None = None
 
     @field_validator("client_secret_file")
@@ -106,7 +109,7 @@ class LoginSettings(_Model):
     def _check_login(self) -> None:
         """Raises ValueError naming the key that an `auth: oauth2` block lacks or gets wrong."""
         oauth_only = ("provider", "client_id", "client_secret", "tenant", "token_url",
-                      "device_authorization_url", "scopes")
+                      "device_authorization_url", "authorization_url", "login_flow", "scopes")
         if self.auth != "oauth2":
             for key in oauth_only:
                 if getattr(self, key) is not None:
@@ -124,16 +127,21 @@ class LoginSettings(_Model):
             raise ValueError("tenant: only with provider: microsoft")
         if self.provider == "generic" and not self.token_url:
             raise ValueError("token_url: required with provider: generic")
+        endpoint_keys = ("token_url", "device_authorization_url", "authorization_url")
         if self.provider != "generic":
-            for key in ("token_url", "device_authorization_url"):
+            for key in endpoint_keys:
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key}: only with provider: generic "
                                      f"({self.provider}'s endpoints are known)")
-        for key in ("token_url", "device_authorization_url"):
+        for key in endpoint_keys:
             url = getattr(self, key)
             if url is not None and not _https_or_loopback(url):
                 raise ValueError(f"{key}: must be an https:// URL "
                                  "(http:// only to a loopback host)")
+        if self.provider == "generic" and self.login_flow is not None:
+            key = FLOW_URL_KEYS[self.login_flow]
+            if getattr(self, key) is None:
+                raise ValueError(f"{key}: required with login_flow: {self.login_flow}")
 
 
 def _https_or_loopback(url: str) -> bool:

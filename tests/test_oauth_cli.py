@@ -44,6 +44,15 @@ logging: {{format: console, level: warning}}
     return path
 
 
+def tickets_of_a_poll(config: Path, dovecot: DovecotServer) -> list[int]:
+    """Tickets per mailbox of `mailbot poll` after one mail arrived at the OAuth2 mailbox."""
+    dovecot.append("INBOX", b"From: c@example.org\r\nSubject: hi\r\n"
+                            b"Message-ID: <cli-1@example.org>\r\n\r\nbody\r\n")
+    polled = mailbot(config, "poll", "--json")
+    assert polled.returncode == 0, polled.stderr
+    return [r["tickets"] for r in json.loads(polled.stdout)]
+
+
 def test_oauth_login_prints_the_url_and_code_and_stores_a_grant_that_works(
         tmp_path: Path, provider: OAuthProvider) -> None:
     with DovecotServer(oauth2_introspection_url=provider.introspection_url) as dovecot:
@@ -52,11 +61,7 @@ def test_oauth_login_prints_the_url_and_code_and_stores_a_grant_that_works(
         assert login.returncode == 0, login.stderr
         assert f"{provider.base_url}/device" in login.stdout and "enter the code" in login.stdout
         assert "stored the grant for mailbox support" in login.stdout
-        dovecot.append("INBOX", b"From: c@example.org\r\nSubject: hi\r\n"
-                                b"Message-ID: <cli-1@example.org>\r\n\r\nbody\r\n")
-        polled = mailbot(config, "poll", "--json")
-        assert polled.returncode == 0, polled.stderr
-        assert [r["tickets"] for r in json.loads(polled.stdout)] == [1, 0]
+        assert tickets_of_a_poll(config, dovecot) == [1, 0]
 
 
 def test_oauth_status_shows_each_login_with_state_and_expiry(

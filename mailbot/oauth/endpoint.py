@@ -109,6 +109,15 @@ class TokenEndpoint:
                 raise
         return _answer(self._call(call))
 
+    def exchange_code(self, code: str, redirect_uri: str, code_verifier: str) -> TokenAnswer:
+        """Tokens for an authorization code (RFC 6749 §4.1.3), with its PKCE verifier."""
+        def call(session: OAuth2Session) -> Any:
+            return session.fetch_token(self.client.token_url, grant_type="authorization_code",
+                                       code=code, redirect_uri=redirect_uri,
+                                       code_verifier=code_verifier,
+                                       timeout=self.client.timeout)
+        return _answer(self._call(call))
+
     def _session(self) -> OAuth2Session:
         secret = self.client.client_secret
         return OAuth2Session(self.client.client_id, secret, scope=self.client.scope or None,

@@ -29,3 +29,12 @@ class GrantRejected(OAuthUnavailable):
 
 class LoginNeeded(OAuthUnavailable):
     """No refresh token is stored for this grant: `mailbot oauth login` has not been run."""
+
+
+class LoginFailed(OAuthUnavailable):
+    """An interactive login did not complete: a foreign `state`, no answer in time, ..."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description

@@ -1,14 +1,18 @@
-"""An OAuth2 provider on a free loopback port: token, device-code and introspection endpoints.
+"""An OAuth2 provider on a free loopback port: authorization, token, device-code, introspection.
 
 It issues short-lived access tokens, rotates the refresh token on every refresh (the old one
 is dead at once, as the strictest providers do), approves a device code after a few polls,
-and answers Dovecot's token introspection. Tests revoke grants, expire access tokens and make
-the token endpoint fail on cue.
+and answers Dovecot's token introspection. Its authorization endpoint plays the user's consent
+(approved, or refused with `access_denied`) by redirecting to the client's loopback redirect
+URI; the code it issues is exchanged only with that redirect URI and the PKCE verifier of its
+S256 challenge. Tests revoke grants, expire access tokens and make the token endpoint fail on
+cue.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -16,12 +20,13 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qs, unquote
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from mailbot.testing.ports import free_port
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
 
 
 @dataclass
@@ -38,6 +43,14 @@ class _Device:
     polls: int = 0
 
 
+@dataclass
+class _Code:
+    username: str
+    redirect_uri: str
+    challenge: str
+    expires: float
+
+
 class OAuthProvider:
     """The provider's side of OAuth2 for one registered client, on 127.0.0.1."""
 
@@ -45,7 +58,8 @@ class OAuthProvider:
                  access_ttl: float = 60.0, rotate: bool = True, device_user: str =
                  "support@example.test", approve_after_polls: int = 2,
                  device_interval: float = 0.05, device_expires_in: float = 30.0,
-                 slow_down_polls: int = 0) -> None:
+                 slow_down_polls: int = 0, consent: Literal["approve", "deny"] = "approve",
+                 code_expires_in: float = 60.0) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.client_id = client_id
@@ -57,6 +71,9 @@ class OAuthProvider:
         self.device_interval = device_interval
         self.device_expires_in = device_expires_in
         self.slow_down_polls = slow_down_polls
+        self.consent = consent  # what the user answers on the consent page
+        self.code_expires_in = code_expires_in
+        self.authorizations: list[dict[str, str]] = []  # every authorization request's query
         self.refreshes = 0  # successful refresh-token grants
         self.token_requests = 0  # every request to the token endpoint
         self.introspections = 0
@@ -64,6 +81,7 @@ class OAuthProvider:
         self._grants: dict[str, _Grant] = {}
         self._access: dict[str, tuple[str, float]] = {}
         self._devices: dict[str, _Device] = {}
+        self._codes: dict[str, _Code] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -85,11 +103,21 @@ class OAuthProvider:
     def introspection_url(self) -> str:
         return f"{self.base_url}/introspect"
 
-    def login_config(self) -> str:
-        """The `auth: oauth2` keys of an imap or smtp block (YAML flow style, no braces)."""
+    @property
+    def authorization_url(self) -> str:
+        return f"{self.base_url}/authorize"
+
+    def login_config(self, flow: Literal["device", "browser"] = "device") -> str:
+        """The `auth: oauth2` keys of an imap or smtp block (YAML flow style, no braces).
+
+        For the browser flow only the authorization endpoint is given, so a generic provider
+        logs in in the browser without being told.
+        """
+        login_url = (f"authorization_url: '{self.authorization_url}'" if flow == "browser"
+                     else f"device_authorization_url: '{self.device_url}'")
         return (f"auth: oauth2, provider: generic, client_id: {self.client_id}, "
                 f"client_secret: {self.client_secret}, token_url: '{self.token_url}', "
-                f"device_authorization_url: '{self.device_url}', scopes: [mail]")
+                f"{login_url}, scopes: [mail]")
 
     # -- what tests do to it
 
@@ -178,7 +206,58 @@ class OAuthProvider:
             return self._refresh(form.get("refresh_token", ""))
         if grant_type == DEVICE_GRANT:
             return self._device_token(form.get("device_code", ""))
+        if grant_type == "authorization_code":
+            return self._code_token(form)
         return 400, {"error": "unsupported_grant_type"}
+
+    def _code_token(self, form: dict[str, str]) -> tuple[int, Any]:
+        """RFC 6749 §4.1.3 with RFC 7636 §4.6: one use, same redirect URI, matching verifier."""
+        with self._lock:
+            code = self._codes.pop(form.get("code", ""), None)
+            if code is None or time.monotonic() > code.expires:
+                return 400, {"error": "invalid_grant",
+                             "error_description": "unknown, used or expired code"}
+            if form.get("redirect_uri") != code.redirect_uri:
+                return 400, {"error": "invalid_grant",
+                             "error_description": "redirect_uri does not match the "
+                                                  "authorization request's"}
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != code.challenge:
+                return 400, {"error": "invalid_grant",
+                             "error_description": "code_verifier does not match the "
+                                                  "code_challenge"}
+            grant = _Grant(code.username, _new("rt"))
+            self._grants[code.username] = grant
+            return 200, self._issue(grant)
+
+    def _authorize(self, query: dict[str, str]) -> tuple[int, str]:
+        """(302, where the browser goes next) after the user's consent, or (400, why not)."""
+        with self._lock:
+            self.authorizations.append(query)
+        redirect_uri = query.get("redirect_uri", "")
+        target = urlsplit(redirect_uri)
+        if query.get("client_id") != self.client_id:
+            return 400, "unknown client"
+        if target.scheme != "http" or target.netloc.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
+            return 400, "redirect_uri must be a loopback http:// address (RFC 8252 §7.3)"
+        answer: dict[str, str] = {}
+        if query.get("response_type") != "code":
+            answer = {"error": "unsupported_response_type"}
+        elif query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            answer = {"error": "invalid_request", "error_description": "PKCE with S256 required"}
+        elif self.consent == "deny":
+            answer = {"error": "access_denied", "error_description": "The user said no."}
+        else:
+            code = _new("ac")
+            with self._lock:
+                self._codes[code] = _Code(query.get("login_hint") or self.device_user,
+                                          redirect_uri, query["code_challenge"],
+                                          time.monotonic() + self.code_expires_in)
+            answer = {"code": code}
+        if "state" in query:
+            answer["state"] = query["state"]
+        joiner = "&" if target.query else "?"
+        return 302, f"{redirect_uri}{joiner}{urlencode(answer)}"
 
     def _refresh(self, refresh_token: str) -> tuple[int, Any]:
         with self._lock:
@@ -231,6 +310,22 @@ class OAuthProvider:
 
 class _Handler(BaseHTTPRequestHandler):
     owner: OAuthProvider
+
+    def do_GET(self) -> None:
+        target = urlsplit(self.path)
+        if target.path != "/authorize":
+            self._answer(404, {"error": "not_found"})
+            return
+        status, where = self.owner._authorize(
+            {k: v[0] for k, v in parse_qs(target.query).items()})
+        body = where.encode()
+        self.send_response(status)
+        if status == 302:
+            self.send_header("Location", where)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
