@@ -7,7 +7,7 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailbot.parsing import (
@@ -19,6 +19,7 @@ from mailbot.parsing import (
     sanitize_filename,
     unique_filenames,
 )
+from mailbot.parsing.parse import _decoded_base64
 
 
 def mail(headers: str, body: str = "Hello.\r\n") -> bytes:
@@ -353,3 +354,20 @@ def test_an_attached_mail_lists_its_files_and_those_of_mails_inside_it() -> None
     (attached,) = parse_message(_forward(b"\n", inner)).attachments
     assert attached.contents == ("report.pdf", "Deepest.eml", "Deepest.eml/shot.png")
     assert attached.label == "Inner.eml (holds report.pdf, Deepest.eml, Deepest.eml/shot.png)"
+
+
+@given(st.binary(min_size=0, max_size=300_000), st.sampled_from([76, 64, 60, 4, 1000]),
+       st.sampled_from(["\n", "\r\n"]))
+@settings(max_examples=40, deadline=None)
+def test_a_large_base64_part_decodes_slice_by_slice_as_the_standard_library_does(
+        data: bytes, width: int, newline: str) -> None:
+    """Decoding a big attachment a slice at a time gives exactly the bytes of one decode."""
+    text = base64.b64encode(data).decode()
+    payload = newline.join(text[i:i + width] for i in range(0, len(text), width)) + newline
+    assert _decoded_base64(payload) == data
+
+
+def test_malformed_base64_is_left_to_the_standard_library() -> None:
+    """Bad padding or stray characters are not decoded here, so the stdlib's repairs apply."""
+    assert _decoded_base64("QUJD" * 20_000 + "QQ") is None
+    assert _decoded_base64("QUJD" * 20_000 + "Q!==") is None

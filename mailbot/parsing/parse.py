@@ -8,6 +8,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from email import policy as email_policy
+from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.utils import parsedate_to_datetime
 
@@ -59,6 +60,7 @@ _MAX_HEADER_BYTES = 256 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
 _MAX_LISTED_DEPTH = 5  # mails inside attached mails whose files are listed
+_FEED_BYTES = 64 * 1024
 STUB_WORDS = 50  # a text version this short may be a stub pointing at the HTML one
 
 
@@ -67,7 +69,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     size = len(raw)
     raw, defects = _header_start(raw)
     try:
-        parsed = mailparser.parse_from_bytes(raw)
+        parsed = mailparser.MailParser(_message_from_bytes(raw))
         message: Message = parsed.message
         defects += [str(d) for d in (parsed.defects_categories or ())]
     except Exception as exc:
@@ -85,6 +87,20 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise MessageParseError("MIME structure nested too deeply") from exc
     except Exception as exc:
         raise MessageParseError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _message_from_bytes(raw: bytes) -> Message:
+    """The standard library's tree of a mail, fed to its parser a slice at a time.
+
+    `email.message_from_bytes` hands the parser the whole mail as one string, which it then
+    holds line by line: about 8.8 times the mail's size at the peak for a 34 MB mail. Fed in
+    slices, as `mailparser.parse_from_file` does from a file, the same tree costs about 2.8.
+    """
+    parser = BytesFeedParser(policy=email_policy.compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_BYTES):
+        parser.feed(bytes(view[start:start + _FEED_BYTES]))
+    return parser.close()
 
 
 def files_in_mail(raw: bytes) -> tuple[str, ...]:
@@ -434,6 +450,10 @@ def _binary_payload(part: Message, ctype: str, linesep: str) -> bytes:
     if encoding in _UUENCODINGS and isinstance(payload, str) and \
             not re.search(r"^begin [0-7]+ ", payload, re.MULTILINE):
         return _uudecode_lines(payload)
+    if encoding == "base64" and isinstance(payload, str) and len(payload) > _FEED_BYTES:
+        large = _decoded_base64(payload)
+        if large is not None:
+            return large
     try:
         decoded = part.get_payload(decode=True)
     except Exception:
@@ -441,6 +461,29 @@ def _binary_payload(part: Message, ctype: str, linesep: str) -> bytes:
     if isinstance(decoded, bytes):
         return decoded
     return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+
+
+_BASE64_SPACE = str.maketrans("", "", " \t\r\n")
+
+
+def _decoded_base64(payload: str) -> bytes | None:
+    """Well-formed base64 decoded a slice at a time; None for anything else.
+
+    The standard library splits the whole payload into lines and joins them again before it
+    decodes, about three copies of a large attachment at once. Anything this strict decoder
+    refuses goes the standard library's way, with its defects and repairs.
+    """
+    pieces: list[bytes] = []
+    carry = ""
+    for start in range(0, len(payload), _FEED_BYTES):
+        clean = carry + payload[start:start + _FEED_BYTES].translate(_BASE64_SPACE)
+        whole = len(clean) - len(clean) % 4
+        carry = clean[whole:]
+        try:
+            pieces.append(binascii.a2b_base64(clean[:whole].encode("ascii"), strict_mode=True))
+        except (binascii.Error, UnicodeEncodeError):
+            return None
+    return None if carry else b"".join(pieces)
 
 
 def _uudecode_lines(payload: str) -> bytes:
