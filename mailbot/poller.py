@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,6 +19,7 @@ from tenacity import (
 from mailbot.analysis import PendingAnalysis
 from mailbot.clock import Clock
 from mailbot.ingest import Incoming, Ingestor, Outcome, TemporaryFailure
+from mailbot.mail import imap
 from mailbot.mail.imap import (
     PROCESSED_KEYWORD,
     FetchedMessage,
@@ -202,10 +203,9 @@ class MailboxPoller:
         self._highest_seen = max([conn.uid_next - 1, *uids])
         if not uids:
             return
-        sizes = conn.sizes(uids)
         parallel = self.ingestor.parallel(len(uids))
         ahead: _FetchedBatch | None = None
-        for batch in batches_by_size(uids, sizes, max_count=plan.batch_size):
+        for batch in _batches(conn, uids, plan.batch_size):
             if self._stop():
                 break
             fetched = conn.fetch(batch)
@@ -332,6 +332,18 @@ class _FetchedBatch:
     uidvalidity: int
     messages: dict[int, FetchedMessage] = field(default_factory=dict)  # id(Incoming) → mail
     chunks: list[tuple[list[Incoming], PendingAnalysis]] = field(default_factory=list)
+
+
+def _batches(conn: ImapConnection, uids: list[int], batch_size: int) -> Iterator[list[int]]:
+    """The pending UIDs in fetch batches, their sizes asked a window at a time as they come.
+
+    A backlog's sizes are never all held at once: memory stays the same for 10,000 mails
+    and for 100,000.
+    """
+    window = imap.MAX_UIDS_PER_COMMAND
+    for start in range(0, len(uids), window):
+        part = uids[start:start + window]
+        yield from batches_by_size(part, conn.sizes(part), max_count=batch_size)
 
 
 def _chunks(items: list[Incoming], size: int) -> list[list[Incoming]]:

@@ -189,6 +189,18 @@ def test_sizes_of_a_backlog_come_in_bounded_commands(
     assert all(size == len(customer_mail(0)) for size in sizes.values())
 
 
+def test_a_backlog_asked_for_its_sizes_a_window_at_a_time_is_drained_whole(
+        dovecot: DovecotServer, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With sizes asked two UIDs at a time, a pass still tickets and acks all seven mails."""
+    dovecot.append_many("INBOX", [customer_mail(n) for n in range(7)])
+    monkeypatch.setattr(imap, "MAX_UIDS_PER_COMMAND", 2)
+    poller = poller_for(dovecot, db)
+    report = poller.run_pass()
+    poller.close()
+    assert (report.fetched, report.tickets, report.acked) == (7, 7, 7)
+    assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (0, 7)
+
+
 def test_idle_sees_mail_that_arrived_in_the_instant_before_it_began(
         dovecot: DovecotServer, db: Database) -> None:
     """Dovecot sends that news right behind IDLE's continuation; it must not wait 30 s."""
