@@ -183,7 +183,7 @@ def test_drill_dovecot_stopped_and_restarted_mid_run(
                    "20 tickets after the restart")
         assert process.poll() is None
         assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == 20
-        assert len({r.message["Message-ID"] for r in smtp_server.wait_for(20)}) == 20
+        assert len(smtp_server.wait_for_distinct(20)) == 20
     finally:
         stop_all(process)
     assert process.returncode == 0
@@ -212,7 +212,7 @@ def test_drill_database_connections_cut_mid_run(
         assert dovecot.count("Processed") == 30
         assert count(database, "SELECT count(*) FROM messages") == 30
         assert count(database, "SELECT count(*) FROM quarantine") == 0
-        assert len({r.message["Message-ID"] for r in smtp_server.wait_for(30)}) == 30
+        assert len(smtp_server.wait_for_distinct(30)) == 30
         assert process.poll() is None
     finally:
         admin.dispose()
@@ -308,7 +308,7 @@ def test_drill_sqlite_write_lock_held_by_another_process(
         wait_until(lambda: dovecot.count("INBOX") == 0, "every message acked")
         assert dovecot.count("Processed") == 10
         assert count(url, "SELECT count(*) FROM quarantine") == 0
-        assert len({r.message["Message-ID"] for r in smtp_server.wait_for(10)}) == 10
+        assert len(smtp_server.wait_for_distinct(10)) == 10
         assert process.poll() is None
     finally:
         stop_all(process)

@@ -170,3 +170,24 @@ class SmtpCapture:
                                          f"within {timeout} s")
                 self._condition.wait(left)
             return list(self._received)
+
+    def wait_for_distinct(self, count: int, timeout: float = 10.0) -> dict[str, int]:
+        """Copies received per Message-ID, once `count` distinct ones have arrived.
+
+        Sending is at-least-once: a connection lost between the SMTP server's 250 and the
+        outbox row marked sent means the same mail, with the same Message-ID, goes again.
+        """
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while True:
+                copies: dict[str, int] = {}
+                for received in self._received:
+                    key = str(received.message["Message-ID"])
+                    copies[key] = copies.get(key, 0) + 1
+                if len(copies) >= count:
+                    return copies
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(copies)} of {count} distinct mails arrived "
+                                         f"within {timeout} s")
+                self._condition.wait(left)
