@@ -19,11 +19,11 @@ from mailbot.conversation.commands import Command, CommandKind, parse_commands
 from mailbot.conversation.ids import ThreadSigner
 from mailbot.conversation.routing import Route
 from mailbot.parsing import Attachment
+from mailbot.parsing.visible import visible_text
 from mailbot.pipeline import Analysis
 from mailbot.replies.compose import compose, domain_of
 from mailbot.replies.loops import Sender, is_agent
 from mailbot.replies.render import ReplyRenderer
-from mailbot.rules.text import visible_text
 from mailbot.sla import Dues, SlaBook
 from mailbot.sla.wording import describe_due
 from mailbot.store.models import Customer, Message, OutboxMail, Ticket

@@ -15,6 +15,7 @@ from mailbot.parsing import (
     parse_headers_only,
     parse_message,
 )
+from mailbot.parsing.visible import visible_text
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
 
@@ -74,6 +75,7 @@ class Analysis:
     customer: CustomerMatch
     classification: Classification
     notes: tuple[str, ...] = field(default=())
+    visible_text: str | None = None  # what the sender wrote in this mail, when worked out
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,4 +105,5 @@ def analyze(raw: bytes, policy: IngestPolicy, directory: CustomerDirectory,
     key = idempotency_key(message.message_id, raw)
     customer = identify_customer(message, policy.customer_id_patterns, directory)
     classification = classifier.classify(message, customer)
-    return Analysis(sha, key, message, customer, classification, tuple(notes))
+    return Analysis(sha, key, message, customer, classification, tuple(notes),
+                    visible_text(message.body_text))

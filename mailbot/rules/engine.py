@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from mailbot.identify import CustomerMatch
 from mailbot.parsing import ParsedMessage
+from mailbot.parsing.visible import visible_text
 from mailbot.pipeline import Classification, RuleHit
 from mailbot.rules.index import IndexKey, RuleIndex
 from mailbot.rules.model import AllOf, AnyOf, Condition, FieldTest, NotOf, Rule, RuleSet
-from mailbot.rules.text import fold, visible_text
+from mailbot.rules.text import fold
 
 SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3}
 REGEX_TIMEOUT_S = 0.05

@@ -13,9 +13,9 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
 from mailbot.parsing import Address, ParsedMessage
+from mailbot.parsing.visible import visible_text
 from mailbot.pipeline import Analysis
 from mailbot.replies.compose import OutgoingMail
-from mailbot.rules.text import visible_text
 from mailbot.sla import Dues
 from mailbot.store.models import (
     Attachment,
@@ -36,6 +36,7 @@ _TABLES: dict[str, Table] = {
     for model in (Attachment, Blob, Event, Message, OutboxMail, MailboxState, Ticket)}
 _INSERT_EVENT = _TABLES["events"].insert()
 _PENDING_EVENTS = "mailbot.pending_events"
+_PENDING_ADVANCES = "mailbot.pending_advances"
 _INSERT_MESSAGE = _TABLES["messages"].insert()
 _INSERT_ATTACHMENT = _TABLES["attachments"].insert()
 _INSERT_OUTBOX = _TABLES["outbox"].insert()
@@ -70,15 +71,20 @@ def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
 
 
 @sa_event.listens_for(Session, "before_commit")
-def _write_events(session: Session) -> None:
-    pending = session.info.pop(_PENDING_EVENTS, None)
-    if pending:
-        session.execute(_INSERT_EVENT, pending)
+def _write_pending(session: Session) -> None:
+    """The writes deferred to the commit: a transaction's events and mailbox advances."""
+    events = session.info.pop(_PENDING_EVENTS, None)
+    if events:
+        session.execute(_INSERT_EVENT, events)
+    advances = session.info.pop(_PENDING_ADVANCES, None)
+    if advances:
+        _write_advances(session, advances)
 
 
 @sa_event.listens_for(Session, "after_rollback")
-def _forget_events(session: Session) -> None:
+def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING_EVENTS, None)
+    session.info.pop(_PENDING_ADVANCES, None)
 
 
 def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
@@ -151,7 +157,8 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         "in_reply_to": message.in_reply_to,
         "references": list(message.references),
         "body_text": _text(message.body_text),
-        "display_text": _text(_display(message.body_text, display_text)),
+        "display_text": _text(_display(message.body_text, display_text
+                                       if display_text is not None else analysis.visible_text)),
         "role": role,
         "raw_sha256": analysis.raw_sha256,
         "size": message.size,
@@ -246,14 +253,23 @@ _ADVANCE_MAILBOX = update(_MAILBOX_STATE).where(
 
 
 def advance_mailbox(session: Session, name: str, uidvalidity: int, uid: int) -> None:
-    """Record that a mailbox's folder has been read up to `uid` (never backwards)."""
-    result = cast("CursorResult[Any]", session.execute(
-        _ADVANCE_MAILBOX, {"mailbox": name, "validity": uidvalidity, "uid": uid}))
-    if result.rowcount:
-        return
-    state = session.get(MailboxState, name)
-    if state is None:
-        session.add(MailboxState(name=name, uidvalidity=uidvalidity, last_uid=uid))
+    """Record that a mailbox's folder has been read up to `uid` (never backwards).
+
+    Written when the session commits: messages sharing a transaction advance their folder
+    by one UPDATE, to the highest of their UIDs.
+    """
+    pending: dict[tuple[str, int], int] = session.info.setdefault(_PENDING_ADVANCES, {})
+    pending[(name, uidvalidity)] = max(uid, pending.get((name, uidvalidity), 0))
+
+
+def _write_advances(session: Session, pending: dict[tuple[str, int], int]) -> None:
+    for (name, uidvalidity), uid in pending.items():
+        result = cast("CursorResult[Any]", session.execute(
+            _ADVANCE_MAILBOX, {"mailbox": name, "validity": uidvalidity, "uid": uid}))
+        if result.rowcount:
+            continue
+        if session.get(MailboxState, name) is None:
+            session.add(MailboxState(name=name, uidvalidity=uidvalidity, last_uid=uid))
 
 
 def participants(session: Session, ticket_id: int) -> set[str] | None:
