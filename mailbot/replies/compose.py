@@ -21,6 +21,7 @@ from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr, getaddresses
 
 from mailbot.parsing import Attachment
@@ -33,6 +34,26 @@ AUTOMATIC_KINDS = {"auto_reply": "auto-replied", "notification": "auto-generated
 MAX_LINE = 998  # RFC 5322's hard limit; a long Message-ID is never folded
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
+
+
+class WrittenAsSet(Compat32):
+    """compat32 that writes an ASCII header value as it was set, its line breaks as CRLF.
+
+    Every value compose sets is ASCII already (encoded words made when it was set) and is
+    never wrapped (maxheaderlen 0), and for such a value compat32's Header folding gives the
+    same bytes at many times the cost: it was half the time of composing an auto-reply.
+    Anything else goes compat32's way.
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        lines = value.split("\n") if isinstance(value, str) else []
+        if (lines and value.isascii() and "\r" not in value and self.max_line_length == 0
+                and all(line[:1] in (" ", "\t") for line in lines[1:])):
+            return (f"{name}: " + self.linesep.join(lines) + self.linesep).encode()
+        return super().fold_binary(name, value)
+
+
+_WRITTEN_AS_SET = WrittenAsSet(linesep="\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +99,8 @@ def compose(*, kind: str, message_id: str, from_address: str, to: tuple[str, ...
     if ticket_number is not None:
         message["X-Mailbot-Ticket"] = str(ticket_number)
     out = io.BytesIO()
-    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(message, linesep="\r\n")
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0,
+                   policy=_WRITTEN_AS_SET).flatten(message, linesep="\r\n")
     return OutgoingMail(kind, from_address, to, subject, message_id, out.getvalue())
 
 

@@ -1,0 +1,67 @@
+"""Composing our mail: header bytes written as set are exactly what compat32 would write."""
+
+from __future__ import annotations
+
+import email
+import itertools
+import secrets
+from datetime import UTC, datetime
+from email import policy
+from email.policy import Policy, compat32
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailbot.parsing import Attachment
+from mailbot.replies import compose as compose_module
+from mailbot.replies.compose import WrittenAsSet, compose
+
+FAST = WrittenAsSet(linesep="\r\n").clone(max_line_length=0)
+REFERENCE = compat32.clone(linesep="\r\n", max_line_length=0)
+
+header_text = st.text(st.sampled_from("ab Z09<>@.;=\"\t\n\r-é中\udce9"), max_size=40)
+
+
+@given(name=st.sampled_from(["Subject", "References", "Content-Type", "X-Loop"]),
+       value=header_text)
+def test_a_header_is_written_as_compat32_writes_it(name: str, value: str) -> None:
+    assert _folded(FAST, name, value) == _folded(REFERENCE, name, value)
+
+
+def _folded(way: Policy, name: str, value: str) -> bytes | str:
+    try:
+        return way.fold_binary(name, value)
+    except UnicodeError as exc:  # compat32 refuses some values; so must the fast way
+        return type(exc).__name__
+
+
+def _composed(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    numbers = itertools.count()
+    monkeypatch.setattr(secrets, "token_hex", lambda _: f"{next(numbers):024x}")
+    data = b"%PDF-1.4 report"
+    mail = compose(
+        kind="auto_reply", message_id="mailbot.7.auto_reply.abc@example.test",
+        from_address="Équipe Support <support@example.test>",
+        to=("Zoë Müller <zoe@customer.example>",), subject="Re:  Panne   totale — caisse 3",
+        text="Bonjour Zoë,\n\nVotre demande n° 7 est enregistrée.\n", html="<p>Bonjour</p>",
+        date=datetime(2026, 12, 1, 9, 30, tzinfo=UTC), ticket_number=7,
+        in_reply_to="orig@customer.example",
+        references=["first@customer.example", "second@customer.example"],
+        reply_to="support+7@example.test",
+        attachments=[Attachment("relevé de compte.pdf", "application/pdf", data)])
+    return mail.raw
+
+
+def test_a_composed_mail_is_byte_for_byte_what_compat32_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _composed(monkeypatch)
+
+    monkeypatch.setattr(compose_module, "_WRITTEN_AS_SET", compat32.clone(linesep="\r\n"))
+    assert fast == _composed(monkeypatch)
+    parsed = email.message_from_bytes(fast, policy=policy.default)
+    assert str(parsed["Subject"]) == "Re: Panne totale — caisse 3"
+    assert str(parsed["To"]) == "Zoë Müller <zoe@customer.example>"
+    assert parsed["References"].split() == [
+        "<first@customer.example>", "<second@customer.example>", "<orig@customer.example>"]
+    assert b"\r\n" in fast and b"\n" not in fast.replace(b"\r\n", b"")
