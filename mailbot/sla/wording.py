@@ -40,7 +40,12 @@ def _zone_name(zone: ZoneInfo) -> str:
 
 def local_moment(at: datetime, zone: tzinfo) -> str:
     """`Wednesday 25 November 2026, 08:00 Sri Lanka Time (UTC+05:30)`."""
-    local = at.astimezone(zone)
+    return _minute_in_words(at.astimezone(zone).replace(second=0, microsecond=0), zone)
+
+
+@lru_cache(maxsize=1024)
+def _minute_in_words(local: datetime, zone: tzinfo) -> str:
+    """Said to the minute, so the mails of one minute (a backlog's) share the wording."""
     return f"{format_datetime(local, 'EEEE d MMMM y, HH:mm', locale=LOCALE)} " \
            f"{zone_label(zone, local)}"
 
