@@ -10,6 +10,7 @@ import regex
 import yaml
 
 from mailbot.rules.literals import required_literals
+from mailbot.rules.lookbehind import lookbehind_last
 from mailbot.rules.model import (
     FIELDS,
     AllOf,
@@ -337,7 +338,14 @@ class _FileParser:
                              "backtrack catastrophically; rewrite it without the nesting")
             return None
         try:
-            return regex.compile(source, regex.IGNORECASE | regex.VERSION0)
+            pattern = regex.compile(source, regex.IGNORECASE | regex.VERSION0)
         except regex.error as exc:
             self.error(node, f"not a valid regex {source!r}: {exc}")
             return None
+        faster = lookbehind_last(source)
+        if faster is not None:
+            try:
+                return regex.compile(faster, regex.IGNORECASE | regex.VERSION0)
+            except regex.error:
+                pass
+        return pattern

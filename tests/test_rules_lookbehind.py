@@ -1,0 +1,81 @@
+"""A leading lookbehind moved after a lookahead finds exactly the matches of the original."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import regex
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailbot.rules.lookbehind import lookbehind_last
+
+REPO = Path(__file__).resolve().parents[1]
+FLAGS = regex.IGNORECASE | regex.VERSION0
+
+
+@pytest.mark.parametrize(("pattern", "rewritten"), [
+    (r"(?<!not\s+)\b(down|outage)\b", r"(?=\b(down|outage)\b)(?<!not\s+)(?:\b(down|outage)\b)"),
+    (r"(?<=ticket )#\d+", r"(?=#\d+)(?<=ticket )(?:#\d+)"),
+    (r"(?<![)(])x", r"(?=x)(?<![)(])(?:x)"),           # parentheses in a set are members
+    (r"(?<![]a])y", r"(?=y)(?<![]a])(?:y)"),           # so is a ] opening a set
+    (r"(?<!\()z", r"(?=z)(?<!\()(?:z)"),               # and an escaped one
+    (r"(?<!a)b|c", None),          # the lookbehind guards only the first alternative
+    (r"(?<!a)(b)\1", None),        # group numbers change: no backreferences
+    (r"(?<!a)(?P<w>b)", None),     # nor named groups
+    (r"(?<!a)(b)(?(1)c|d)", None),  # nor conditionals
+    (r"\bdown\b", None),           # nothing to move
+    (r"(?<!a)", None),             # nothing after the lookbehind
+    (r"(?<!unclosed", None),
+])
+def test_what_is_rewritten(pattern: str, rewritten: str | None) -> None:
+    assert lookbehind_last(pattern) == rewritten
+
+
+def shipped_patterns() -> list[str]:
+    text = "".join(path.read_text() for path in sorted((REPO / "rules").glob("*.yaml")))
+    found = [p.replace("''", "'") for p in re.findall(r"matches: '((?:[^']|'')*)'", text)]
+    return [p for p in found if lookbehind_last(p) is not None]
+
+
+SHIPPED = shipped_patterns()
+WORDS = sorted({w for p in SHIPPED for w in re.findall(r"[a-z]{2,}", p)}
+               | {"not", "no", "longer", "never", "isn't", "the", "our", "is", "totally"})
+texts = st.lists(st.sampled_from(WORDS), max_size=30).map(" ".join) | st.lists(
+    st.sampled_from([*WORDS, " ", "\n", ".", ",", "  ", "-"]), max_size=60).map("".join)
+
+
+def test_the_shipped_rules_have_lookbehinds_to_move() -> None:
+    assert len(SHIPPED) >= 5
+
+
+def assert_same_matches(pattern: str, text: str) -> None:
+    rewritten = lookbehind_last(pattern)
+    assert rewritten is not None
+    original, faster = regex.compile(pattern, FLAGS), regex.compile(rewritten, FLAGS)
+    assert [m.span() for m in original.finditer(text)] == \
+        [m.span() for m in faster.finditer(text)]
+    first, second = original.search(text), faster.search(text)
+    assert (first and first.group(0)) == (second and second.group(0))
+
+
+@given(pattern=st.sampled_from(SHIPPED), text=texts)
+def test_the_shipped_patterns_match_the_same_after_rewriting(pattern: str, text: str) -> None:
+    assert_same_matches(pattern, text)
+
+
+@given(negation=st.sampled_from(["not", "no|never", "isn.t"]),
+       words=st.integers(0, 3),
+       kind=st.sampled_from(["!", "="]),
+       alternatives=st.lists(st.sampled_from(["down", "outage", "out age", "broken", "is down"]),
+                             min_size=1, max_size=3),
+       text=st.lists(st.sampled_from(["not", "no", "never", "isn't", "down", "outage", "out",
+                                      "age", "is", "broken", "all", " ", "  ", "\n"]),
+                     max_size=25).map(" ".join))
+def test_generated_patterns_match_the_same_after_rewriting(
+        negation: str, words: int, kind: str, alternatives: list[str], text: str) -> None:
+    pattern = (rf"(?<{kind}\b(?:{negation})\s+(?:\w+\s+){{0,{words}}})"
+               rf"\b({'|'.join(alternatives)})\b")
+    assert_same_matches(pattern, text)
