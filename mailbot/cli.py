@@ -100,7 +100,7 @@ def poll(ctx: Context) -> None:
         background = stack.enter_context(FlushWhileWorking(sender)) if sender else None
         for poller in app.pollers(ingestor):
             if background is not None:
-                poller.on_commit = background.wake
+                poller.on_commit = background.after_commit
             try:
                 report = poller.run_pass()
                 error = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,6 +53,25 @@ class RetrySchedule:
         doublings = min(max(deferrals - 1, 0), 32)
         wait: timedelta = min(self.max_delay, self.first_delay * (2 ** doublings))
         return now + wait
+
+
+@dataclass(frozen=True, slots=True)
+class SentMail:
+    """A mail the SMTP server took, to be marked sent."""
+
+    outbox_id: int
+    ticket_id: int | None
+    kind: str
+    message_id: str
+    recipients: tuple[str, ...]
+    attempts: int
+    at: datetime
+
+    @classmethod
+    def of(cls, row: OutboxMail, attempts: int, at: datetime) -> SentMail:
+        assert row.id is not None
+        return cls(row.id, row.ticket_id, row.kind, row.message_id, tuple(row.recipients),
+                   attempts, at)
 
 
 @dataclass
@@ -174,16 +193,37 @@ class OutboxSender:
             self._fail(session, row, now, str(exc))
             report.failed += 1
             return
-        # A plain UPDATE: the claimed row object stays clean, so nothing is flushed for it.
-        session.execute(_MARK_SENT, {"row": row.id, "attempts": row.attempts + tries,
-                                     "now": now})
-        if row.ticket_id is not None:
-            add_event(session, row.ticket_id, now, "mail_sent", mail_kind=row.kind,
-                      message_id=row.message_id, to=list(row.recipients))
+        self._record_sent(session, [SentMail.of(row, row.attempts + tries, now)])
         report.sent += 1
-        self._report(row.kind, "sent")
-        log.info("outbox.sent", outbox_id=row.id, ticket=row.ticket_id,
-                 message_id=row.message_id, kind=row.kind)
+
+    def record_sent(self, mails: Sequence[SentMail]) -> None:
+        """Mark mails sent earlier, outside a claim, as sent: one transaction for them all."""
+        if mails:
+            with self.db.transaction() as session:
+                self._record_sent(session, mails)
+
+    def _record_sent(self, session: Session, mails: Sequence[SentMail]) -> None:
+        # Plain UPDATEs: a claimed row object stays clean, so nothing is flushed for it.
+        session.execute(_MARK_SENT, [{"row": m.outbox_id, "attempts": m.attempts, "now": m.at}
+                                     for m in mails])
+        for mail in mails:
+            if mail.ticket_id is not None:
+                add_event(session, mail.ticket_id, mail.at, "mail_sent", mail_kind=mail.kind,
+                          message_id=mail.message_id, to=list(mail.recipients))
+            self._report(mail.kind, "sent")
+            log.info("outbox.sent", outbox_id=mail.outbox_id, ticket=mail.ticket_id,
+                     message_id=mail.message_id, kind=mail.kind)
+
+    def queued_mails(self, outbox_ids: Sequence[int]) -> list[OutboxMail]:
+        """Those of these mails still queued, in the order given, read without claiming."""
+        with self.db.session() as session:
+            rows = {row.id: row for row in session.exec(select(OutboxMail).where(
+                col(OutboxMail.id).in_(outbox_ids), col(OutboxMail.status) == "queued"))}
+        return [rows[i] for i in outbox_ids if i in rows]
+
+    def due_ids(self, count: int) -> list[int]:
+        """The ids of up to `count` mails due now, soonest first."""
+        return self._due_ids(count)
 
     def _report(self, kind: str, result: str) -> None:
         if self.on_result is not None:
@@ -206,17 +246,46 @@ class FlushWhileWorking:
     For `mailbot poll`: auto-replies go out while the backlog is still being ingested,
     instead of waiting for the end. A server that takes no mail ends the thread; the
     flush after the pass deals with what is left, as it would have anyway.
+
+    On SQLite, whose one write lock the pass holds nearly all the time, the thread only
+    reads and sends: the pass's thread marks what it sent after each of its own commits
+    (`after_commit`), at most MAX_UNMARKED mails at a time, so a crash can repeat at most
+    those (with their Message-IDs). A mail the server defers or refuses is left to the
+    flush after the pass, which records it. On PostgreSQL each mail is claimed, sent and
+    marked in a transaction of its own, as in any flush.
     """
+
+    MAX_UNMARKED = 25
 
     def __init__(self, sender: OutboxSender) -> None:
         self.sender = sender
         self.sent = 0
+        self.marks_later = sender.db.dialect == "sqlite"
         self._wake = threading.Event()
         self._done = threading.Event()
+        self._room = threading.Condition()
+        self._unmarked: list[SentMail] = []
+        self._tried: set[int] = set()
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
 
     def wake(self) -> None:
         self._wake.set()
+
+    def after_commit(self) -> None:
+        """Called by the pass after each commit: mark what was sent, look for new mail."""
+        if self.marks_later:
+            self.record_sent()
+        self.wake()
+
+    def record_sent(self) -> None:
+        with self._room:
+            mails, self._unmarked = self._unmarked, []
+            self._room.notify_all()
+        try:
+            self.sender.record_sent(mails)
+        except Exception as exc:
+            log.warning("outbox.not_marked_sent", count=len(mails), error=repr(exc),
+                        detail="sent again by the next flush, with the same Message-IDs")
 
     def __enter__(self) -> FlushWhileWorking:
         self._thread.start()
@@ -225,7 +294,10 @@ class FlushWhileWorking:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._wake.set()
+        with self._room:
+            self._room.notify_all()
         self._thread.join(timeout=STOP_TIMEOUT_S)
+        self.record_sent()
 
     def _loop(self) -> None:
         while not self._done.is_set():
@@ -234,14 +306,62 @@ class FlushWhileWorking:
             if self._done.is_set():
                 return
             try:
-                report = self.sender.flush(stop=self._done.is_set, stop_after_deferral=True)
+                if self.marks_later:
+                    go_on = self._send_unmarked()
+                else:
+                    report = self.sender.flush(stop=self._done.is_set,
+                                               stop_after_deferral=True)
+                    self.sent += report.sent
+                    go_on = report.server_down_until is None
             except Exception as exc:
                 log.warning("outbox.background_flush_ended", error=repr(exc),
                             detail="what is queued is sent after the pass")
                 return
-            self.sent += report.sent
-            if report.server_down_until is not None:
+            if not go_on:
                 return
+
+    def _send_unmarked(self) -> bool:
+        """Send what is due and not tried yet; False once the server takes no mail."""
+        sender = self.sender
+        while not self._done.is_set():
+            fresh = [i for i in sender.due_ids(CLAIM_PAGE + len(self._tried))
+                     if i not in self._tried]
+            if not fresh:
+                return True
+            for start in range(0, len(fresh), self.MAX_UNMARKED):
+                if self._done.is_set():
+                    return True
+                part = fresh[start:start + self.MAX_UNMARKED]
+                self._tried.update(part)
+                if not self._send_each(sender.queued_mails(part)):
+                    return False
+        return True
+
+    def _send_each(self, rows: list[OutboxMail]) -> bool:
+        """Send these mails, each once; False once the server takes no mail."""
+        sender = self.sender
+        for row in rows:
+            if not self._wait_for_room():
+                return True
+            try:
+                sender.transport.send(row.sender, list(row.recipients), row.raw, row.message_id)
+            except TemporarySendFailure as exc:
+                if exc.whole_server:
+                    return False
+                continue
+            except PermanentSendFailure:
+                continue
+            with self._room:
+                self._unmarked.append(SentMail.of(row, row.attempts + 1, sender.clock.now()))
+                self.sent += 1
+        return True
+
+    def _wait_for_room(self) -> bool:
+        """Wait while MAX_UNMARKED mails wait to be marked; False once the pass is over."""
+        with self._room:
+            while len(self._unmarked) >= self.MAX_UNMARKED and not self._done.is_set():
+                self._room.wait(timeout=1.0)
+        return not self._done.is_set()
 
 
 def _log_retry(row: OutboxMail) -> Callable[[RetryCallState], None]:

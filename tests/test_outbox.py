@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import col, select
@@ -233,7 +234,7 @@ def test_mail_sent_while_a_pass_runs_is_sent_once_and_the_rest_after_it(
     sender = sender_for(app, smtp_server)
     (poller,) = app.pollers()
     with FlushWhileWorking(sender) as background:
-        poller.on_commit = background.wake
+        poller.on_commit = background.after_commit
         report = poller.run_pass()
     poller.close()
     after = sender.flush()
@@ -244,3 +245,36 @@ def test_mail_sent_while_a_pass_runs_is_sent_once_and_the_rest_after_it(
     with app.db.session() as session:
         statuses = set(session.exec(select(OutboxMail.status)).all())
     assert statuses == {"sent"}
+
+
+def test_beside_a_pass_on_sqlite_the_sender_only_sends_and_the_pass_marks(
+        tmp_path: Path, smtp_server: SmtpCapture) -> None:
+    """SQLite's one write lock stays with the pass: the sending thread never writes, and it
+    sends at most MAX_UNMARKED mails before the pass marks them after its next commit."""
+    app = make_app(tmp_path, None, smtp_server)
+    cap = FlushWhileWorking.MAX_UNMARKED
+    for n in range(cap + 15):
+        app.ingestor().ingest(customer_mail(n), source="t")
+    sender = sender_for(app, smtp_server)
+
+    def statuses() -> list[str]:
+        with app.db.session() as session:
+            return list(session.exec(select(OutboxMail.status)).all())
+
+    with FlushWhileWorking(sender) as background:
+        assert background.marks_later
+        background.wake()
+        smtp_server.wait_for(cap)
+        with pytest.raises(AssertionError):  # waits for the pass to mark them
+            smtp_server.wait_for(cap + 1, timeout=0.5)
+        assert statuses().count("queued") == cap + 15
+        background.after_commit()  # as the pass does after each of its commits
+        smtp_server.wait_for(cap + 15)
+        assert statuses().count("sent") == cap
+    assert background.sent == cap + 15 and statuses() == ["sent"] * (cap + 15)
+    assert sender.flush().sent == 0
+    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    assert len(ids) == len(set(ids)) == cap + 15
+    with app.db.session() as session:
+        sent_events = session.exec(select(Event).where(col(Event.kind) == "mail_sent")).all()
+    assert sorted(e.ticket_id for e in sent_events) == list(range(1, cap + 16))
