@@ -65,3 +65,17 @@ def test_a_composed_mail_is_byte_for_byte_what_compat32_writes(
     assert parsed["References"].split() == [
         "<first@customer.example>", "<second@customer.example>", "<orig@customer.example>"]
     assert b"\r\n" in fast and b"\n" not in fast.replace(b"\r\n", b"")
+
+
+@given(text=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"),
+                    max_size=400))
+def test_any_text_comes_back_as_written_in_lines_a_mail_may_carry(text: str) -> None:
+    raw = compose(kind="auto_reply", message_id="m.1@example.test",
+                  from_address="support@example.test", to=("jane@customer.example",),
+                  subject="s", text=text, html=None, date=datetime(2026, 12, 1, tzinfo=UTC),
+                  ticket_number=1).raw
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    body = email.message_from_bytes(raw, policy=policy.default).get_body(("plain",))
+    assert body is not None
+    expected = text if text.endswith("\n") else text + "\n"
+    assert body.get_content().replace("\r\n", "\n") == expected

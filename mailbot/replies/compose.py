@@ -7,13 +7,13 @@ for mail whose every header we write ourselves.
 
 from __future__ import annotations
 
+import binascii
 import io
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import encoders
-from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
 from email.message import Message
@@ -32,8 +32,6 @@ AUTOMATIC_KINDS = {"auto_reply": "auto-replied", "notification": "auto-generated
                    "alert": "auto-generated"}
 
 MAX_LINE = 998  # RFC 5322's hard limit; a long Message-ID is never folded
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP
 
 
 class WrittenAsSet(Compat32):
@@ -130,8 +128,10 @@ def _text_part(text: str, subtype: str) -> Message:
         plain = MIMEText(text, subtype, "us-ascii")
         plain.set_param("charset", "utf-8")
         return plain
-    encoded = MIMENonMultipart("text", subtype)
-    encoded.set_payload(text, _UTF8_QP)
+    # binascii's quoted-printable encoder is C; the email package's is Python, per character.
+    encoded = MIMENonMultipart("text", subtype, charset="utf-8")
+    encoded["Content-Transfer-Encoding"] = "quoted-printable"
+    encoded.set_payload(binascii.b2a_qp(text.encode(), istext=True).decode("ascii"))
     return encoded
 
 
