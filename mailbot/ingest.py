@@ -211,6 +211,12 @@ class Ingestor:
                         items: Sequence[Incoming], mailbox: str | None) -> list[Outcome]:
         with self.db.transaction() as session:
             known = _KnownKeys.look_up(session, decisions)
+            if self.replier is not None:
+                self.replier.look_ahead(session, (
+                    requester.email for d in decisions if isinstance(d, Analysis)
+                    and d.key not in known.stored
+                    and (requester := writes.requester_of(d.message)) is not None),
+                    self.clock.now())
             return [self._store(session, known, decision, item, mailbox)
                     for decision, item in zip(decisions, items, strict=True)]
 

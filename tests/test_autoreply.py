@@ -14,7 +14,7 @@ from sqlmodel import select
 from mailbot.app import App
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
-from mailbot.ingest import Ingestor
+from mailbot.ingest import Incoming, Ingestor
 from mailbot.parsing import MessageParseError, parse_message
 from mailbot.pipeline import DefaultSeverity
 from mailbot.replies.loops import Sender, no_reply_reason
@@ -122,6 +122,24 @@ def test_a_sender_gets_at_most_five_auto_replies_an_hour(db: Database) -> None:
     assert len(outbox(db)) == 5
     reasons = [e.detail["reason"] for e in events(db, "auto_reply_suppressed")]
     assert len(reasons) == 2 and reasons[0].startswith("rate limit")
+
+
+def test_the_rate_limit_holds_across_transactions_and_within_one(db: Database) -> None:
+    """Mails sharing a transaction read the sender's recent auto-replies once, and count
+    the ones they queue themselves; an auto-reply over an hour old no longer counts."""
+    clock = FrozenClock(NOW)
+    engine = ingestor(db, clock)
+    engine.ingest(mail(n=0), source="t")
+    engine.ingest(mail(n=1, sender="Joe <joe@customer.example>"), source="t")
+    clock.advance(timedelta(minutes=30))
+    engine.ingest(mail(n=2), source="t")
+    clock.advance(timedelta(minutes=31))  # the first of jane's is over an hour old now
+    batch = [Incoming(mail(n=n, sender=sender), "t") for n, sender in enumerate(
+        ["Jane Doe <jane@customer.example>"] * 6 + ["Joe <joe@customer.example>"] * 3, 10)]
+    engine.ingest_many(batch, stored=lambda *_: None)
+    replies = [row.recipients for row in outbox(db)]
+    assert replies.count(["jane@customer.example"]) == 1 + 5  # 5 within the last hour
+    assert replies.count(["joe@customer.example"]) == 4
 
 
 def test_active_notice_is_linked_to_the_ticket(db: Database) -> None:
