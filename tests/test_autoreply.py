@@ -181,3 +181,15 @@ def test_a_template_failing_while_rendering_is_named_with_file_and_line(tmp_path
         renderer.render_mail("note", {"ticket": {"number": 2}})
     assert str(caught.value) == (f"{tmp_path / 'note.txt.j2'}:2: "
                                  "'dict object' has no attribute 'missing'")
+
+
+def test_templates_are_read_once_and_again_by_the_renderer_a_reload_builds(
+        tmp_path: Path) -> None:
+    (tmp_path / "note.subject.j2").write_text("Ticket {{ ticket.number }}")
+    (tmp_path / "note.txt.j2").write_text("Old words\n")
+    renderer = ReplyRenderer(tmp_path)
+    assert renderer.render_mail("note", {"ticket": {"number": 1}}).text == "Old words\n"
+    (tmp_path / "note.txt.j2").write_text("New words\n")
+    assert renderer.render_mail("note", {"ticket": {"number": 1}}).text == "Old words\n"
+    assert ReplyRenderer(tmp_path).render_mail("note", {"ticket": {"number": 1}}).text == \
+        "New words\n"

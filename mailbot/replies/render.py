@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,19 @@ class ReplyRenderer:
     def __init__(self, override: Path | None = None) -> None:
         loaders: list[Any] = [FileSystemLoader(str(override))] if override else []
         loaders.append(PackageLoader("mailbot", "templates"))
+        # Templates are read once: an admin's change takes effect with the reload (SIGHUP)
+        # that builds a new renderer, not by a file check before every mail.
         self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                               autoescape=select_autoescape(["html.j2"]),
+                               autoescape=select_autoescape(["html.j2"]), auto_reload=False,
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
     def render(self, name: str, context: ReplyContext) -> Rendered:
-        return self.render_mail(name, asdict(context))
+        values = {f.name: getattr(context, f.name) for f in fields(context)}
+        for name_of_due in ("response", "resolution"):  # plain mappings, as templates expect
+            due = values[name_of_due]
+            if due is not None:
+                values[name_of_due] = asdict(due)
+        return self.render_mail(name, values)
 
     def render_mail(self, name: str, values: Mapping[str, Any]) -> Rendered:
         """Subject, text and (when the template has one) HTML of the mail called `name`."""
