@@ -23,6 +23,7 @@ import holidays as holiday_data
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SCAN_DAYS = 3 * 366
+DAYS_KEPT = 4 * 366  # days whose intervals a calendar keeps
 Interval = tuple[datetime, datetime]
 
 
@@ -62,6 +63,7 @@ class BusinessCalendar:
         self.subdivision = subdivision
         self.extra_holidays = frozenset(extra_holidays)
         self.working_exceptions = frozenset(working_exceptions)
+        self._days: dict[date, tuple[Interval, ...]] = {}
 
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any]) -> BusinessCalendar:
@@ -97,8 +99,20 @@ class BusinessCalendar:
     def is_business_day(self, day: date) -> bool:
         return day.weekday() in self.week and not self.is_holiday(day)
 
-    def intervals_on(self, day: date) -> list[Interval]:
-        """The day's business intervals as UTC instants (none on a holiday)."""
+    def intervals_on(self, day: date) -> tuple[Interval, ...]:
+        """The day's business intervals as UTC instants (none on a holiday).
+
+        Worked out once per day and kept (a calendar does not change): every due, every
+        check of the SLA watcher walks the same few days.
+        """
+        known = self._days.get(day)
+        if known is None:
+            if len(self._days) >= DAYS_KEPT:
+                self._days.clear()
+            known = self._days[day] = tuple(self._work_out_intervals(day))
+        return known
+
+    def _work_out_intervals(self, day: date) -> list[Interval]:
         if not self.is_business_day(day):
             return []
         spans = []
