@@ -15,13 +15,16 @@ draining it, floor and mailbot alternating:
   to Processed after its commit.
 
 Both run as their own process and are timed from start to exit. Prints messages/s per round,
-the medians and the ratio mailbot/floor.
+the medians and the ratio mailbot/floor; and, steadier than the rates when the machine is
+shared, the CPU each spent a message (user and system time of the process and the processes
+it waited for: mailbot's analysis workers; not Dovecot's nor the SMTP server's).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,25 +70,33 @@ def main() -> None:
         print(f"appended {appended} mails in {time.perf_counter() - started:.1f} s")
         floor_rates: list[float] = []
         mailbot_rates: list[float] = []
+        floor_cpu: list[float] = []
+        mailbot_cpu: list[float] = []
         for number in range(1, args.rounds + 1):
             refill(dovecot)
-            seconds = run_floor(dovecot, work / f"floor-{number}.db", appended)
+            seconds, cpu = run_floor(dovecot, work / f"floor-{number}.db", appended)
             floor_rates.append(appended / seconds)
+            floor_cpu.append(cpu / appended)
             print(f"round {number} floor:   {appended / seconds:7.1f} messages/s "
-                  f"({seconds:.1f} s)", flush=True)
+                  f"({seconds:.1f} s, CPU {1000 * cpu / appended:.2f} ms a message)", flush=True)
             refill(dovecot)
             with ExitStack() as round_stack:
                 url = (round_stack.enter_context(throwaway_database())
                        if args.database == "postgresql"
                        else f"sqlite:///{work / f'mailbot-{number}.db'}")
-                seconds = run_mailbot(dovecot, smtp, work / f"round-{number}", url, appended,
+                seconds, cpu = run_mailbot(dovecot, smtp, work / f"round-{number}", url,
+                                           appended,
                                       notify_agents=args.notify_agents)
             mailbot_rates.append(appended / seconds)
+            mailbot_cpu.append(cpu / appended)
             print(f"round {number} mailbot: {appended / seconds:7.1f} messages/s "
-                  f"({seconds:.1f} s, {args.database})", flush=True)
+                  f"({seconds:.1f} s, {args.database}, CPU {1000 * cpu / appended:.2f} ms a "
+                  "message)", flush=True)
     floor, mailbot = statistics.median(floor_rates), statistics.median(mailbot_rates)
     print(f"median floor {floor:.1f} messages/s, mailbot ({args.database}) {mailbot:.1f} "
           f"messages/s: ratio {mailbot / floor:.2f}")
+    print(f"median CPU a message: floor {1000 * statistics.median(floor_cpu):.2f} ms, "
+          f"mailbot {1000 * statistics.median(mailbot_cpu):.2f} ms")
 
 
 def refill(dovecot: DovecotServer) -> None:
@@ -105,26 +116,30 @@ def refill(dovecot: DovecotServer) -> None:
         client.logout()
 
 
-def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+def timed(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
+    """Wall-clock seconds, CPU seconds (with the processes it waited for), the result."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, timeout=3600, check=False)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command[:4])} failed:\n{result.stderr.decode()[-3000:]}")
-    return seconds, result
+    return seconds, cpu, result
 
 
-def run_floor(dovecot: DovecotServer, database: Path, expected: int) -> float:
-    seconds, result = timed([sys.executable, str(BENCH / "floor.py"), dovecot.host,
+def run_floor(dovecot: DovecotServer, database: Path, expected: int) -> tuple[float, float]:
+    seconds, cpu, result = timed([sys.executable, str(BENCH / "floor.py"), dovecot.host,
                              str(dovecot.port), dovecot.username, dovecot.password, "INBOX",
                              str(database)])
     stored = int(result.stdout)
     assert stored == expected, f"floor stored {stored} of {expected}"
-    return seconds
+    return seconds, cpu
 
 
 def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
-                expected: int, *, notify_agents: bool) -> float:
+                expected: int, *, notify_agents: bool) -> tuple[float, float]:
     work.mkdir()
     config_file = work / "config.yaml"
     config_file.write_text(yaml.safe_dump(mailbot_config(dovecot, smtp, work, url,
@@ -132,7 +147,7 @@ def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
     mailbot = [sys.executable, "-m", "mailbot", "--config", str(config_file)]
     subprocess.run([*mailbot, "db", "upgrade"], check=True, capture_output=True, timeout=300)
     before = len(smtp.messages)
-    seconds, result = timed([*mailbot, "poll", "--json"])
+    seconds, cpu, result = timed([*mailbot, "poll", "--json"])
     (report,) = json.loads(result.stdout)
     tickets, follow_ups = report["tickets"], report["follow_ups"]
     assert tickets + follow_ups == expected and report["quarantined"] == 0, report
@@ -149,7 +164,7 @@ def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
     print(f"  {tickets} tickets, {follow_ups} follow-ups, {replies} auto-replies "
           f"({tickets - replies} held back by the per-sender limit), {len(sent)} mails "
           f"delivered", flush=True)
-    return seconds
+    return seconds, cpu
 
 
 def mailbot_config(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str, *,

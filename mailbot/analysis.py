@@ -27,6 +27,7 @@ log = structlog.get_logger("mailbot.analysis")
 
 Decision = Analysis | Rejection | BaseException
 CHUNK_TIMEOUT_S = 120.0  # far beyond any chunk's analysis: regex tests are bounded at 50 ms
+STOP_TIMEOUT_S = 5.0  # for a terminated worker to exit
 
 
 class AnalysisFailed(Exception):
@@ -126,6 +127,8 @@ class AnalysisPool:
         for process in list(processes.values()):
             process.terminate()  # a hung worker would otherwise outlive the pool
         executor.shutdown(wait=False, cancel_futures=True)
+        for process in list(processes.values()):
+            process.join(timeout=STOP_TIMEOUT_S)  # reaped: no zombie, its CPU time counted
 
     def _inputs_blob(self, inputs: AnalysisInputs) -> bytes | None:
         """The pickled inputs, made anew only when the rules, directory or policy changed."""
