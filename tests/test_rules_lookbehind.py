@@ -1,4 +1,4 @@
-"""A leading lookbehind moved after a lookahead finds exactly the matches of the original."""
+"""A pattern opening with a lookbehind, searched from where its rest matches: same match."""
 
 from __future__ import annotations
 
@@ -10,34 +10,34 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbot.rules.lookbehind import lookbehind_last
+from mailbot.rules.lookbehind import rest_after_lookbehind, search
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = regex.IGNORECASE | regex.VERSION0
 
 
-@pytest.mark.parametrize(("pattern", "rewritten"), [
-    (r"(?<!not\s+)\b(down|outage)\b", r"(?=\b(down|outage)\b)(?<!not\s+)(?:\b(down|outage)\b)"),
-    (r"(?<=ticket )#\d+", r"(?=#\d+)(?<=ticket )(?:#\d+)"),
-    (r"(?<![)(])x", r"(?=x)(?<![)(])(?:x)"),           # parentheses in a set are members
-    (r"(?<![]a])y", r"(?=y)(?<![]a])(?:y)"),           # so is a ] opening a set
-    (r"(?<!\()z", r"(?=z)(?<!\()(?:z)"),               # and an escaped one
+@pytest.mark.parametrize(("pattern", "rest"), [
+    (r"(?<!not\s+)\b(down|outage)\b", r"\b(down|outage)\b"),
+    (r"(?<=ticket )#\d+", r"#\d+"),
+    (r"(?<![)(])x", "x"),           # parentheses in a set are members
+    (r"(?<![]a])y", "y"),           # so is a ] opening a set
+    (r"(?<!\()z", "z"),             # and an escaped one
     (r"(?<!a)b|c", None),          # the lookbehind guards only the first alternative
-    (r"(?<!a)(b)\1", None),        # group numbers change: no backreferences
+    (r"(?<!(a))(b)\2", None),      # group numbers would change: no backreferences
     (r"(?<!a)(?P<w>b)", None),     # nor named groups
     (r"(?<!a)(b)(?(1)c|d)", None),  # nor conditionals
-    (r"\bdown\b", None),           # nothing to move
+    (r"\bdown\b", None),           # no lookbehind
     (r"(?<!a)", None),             # nothing after the lookbehind
     (r"(?<!unclosed", None),
 ])
-def test_what_is_rewritten(pattern: str, rewritten: str | None) -> None:
-    assert lookbehind_last(pattern) == rewritten
+def test_what_is_searched_from_its_rest(pattern: str, rest: str | None) -> None:
+    assert rest_after_lookbehind(pattern) == rest
 
 
 def shipped_patterns() -> list[str]:
     text = "".join(path.read_text() for path in sorted((REPO / "rules").glob("*.yaml")))
     found = [p.replace("''", "'") for p in re.findall(r"matches: '((?:[^']|'')*)'", text)]
-    return [p for p in found if lookbehind_last(p) is not None]
+    return [p for p in found if rest_after_lookbehind(p) is not None]
 
 
 SHIPPED = shipped_patterns()
@@ -52,13 +52,22 @@ def test_the_shipped_rules_have_lookbehinds_to_move() -> None:
 
 
 def assert_same_matches(pattern: str, text: str) -> None:
-    rewritten = lookbehind_last(pattern)
-    assert rewritten is not None
-    original, faster = regex.compile(pattern, FLAGS), regex.compile(rewritten, FLAGS)
-    assert [m.span() for m in original.finditer(text)] == \
-        [m.span() for m in faster.finditer(text)]
-    first, second = original.search(text), faster.search(text)
-    assert (first and first.group(0)) == (second and second.group(0))
+    rest = rest_after_lookbehind(pattern)
+    assert rest is not None
+    whole, candidates = regex.compile(pattern, FLAGS), regex.compile(rest, FLAGS)
+    expected = whole.search(text)
+    found = search(whole, candidates, text, timeout=1.0)
+    assert (found and (found.span(), found.group(0))) == \
+        (expected and (expected.span(), expected.group(0)))
+
+
+def test_a_search_from_candidates_keeps_its_time_limit() -> None:
+    """200,000 candidates, each refused by the lookbehind: the limit is for the whole search."""
+    whole = regex.compile(r"(?<!x)a", FLAGS)
+    text = "xa" * 200_000
+    assert search(whole, regex.compile("a", FLAGS), text + "a", timeout=30.0) is not None
+    with pytest.raises(TimeoutError):
+        search(whole, regex.compile("a", FLAGS), text, timeout=0.001)
 
 
 @given(pattern=st.sampled_from(SHIPPED), text=texts)

@@ -10,6 +10,7 @@ from mailbot.parsing import ParsedMessage
 from mailbot.parsing.visible import visible_text
 from mailbot.pipeline import Classification, RuleHit
 from mailbot.rules.index import IndexKey, RuleIndex
+from mailbot.rules.lookbehind import search
 from mailbot.rules.model import AllOf, AnyOf, Condition, FieldTest, NotOf, Rule, RuleSet
 from mailbot.rules.text import fold
 
@@ -197,7 +198,7 @@ def _test(test: FieldTest, view: MessageView, timeouts: list[str], rule_id: str)
                 return Evaluation(False)
         for value in view.values(test.field, test.part):
             try:
-                match = test.pattern.search(value, timeout=REGEX_TIMEOUT_S)
+                match = search(test.pattern, test.candidates, value, REGEX_TIMEOUT_S)
             except TimeoutError:
                 timeouts.append(f"rule {rule_id}: {label} pattern {test.needles[0]!r} timed out")
                 continue

@@ -36,6 +36,7 @@ class FieldTest:
     folded: tuple[str, ...] = ()
     literals: tuple[tuple[str, ...], ...] = ()  # a regex's required literals, see literals.py
     pattern: regex.Pattern[str] | None = None
+    candidates: regex.Pattern[str] | None = None  # where it can match, see lookbehind.py
     flag: bool | None = None
     number: int | None = None
     part: str | None = None  # header name, or attachment key (filename | content_type)

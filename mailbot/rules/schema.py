@@ -10,7 +10,7 @@ import regex
 import yaml
 
 from mailbot.rules.literals import required_literals
-from mailbot.rules.lookbehind import lookbehind_last
+from mailbot.rules.lookbehind import rest_after_lookbehind
 from mailbot.rules.model import (
     FIELDS,
     AllOf,
@@ -305,10 +305,12 @@ class _FileParser:
         if operator == "matches":
             source = self.scalar(value, "matches")
             pattern = self.regex(source, value) if source is not None else None
-            if pattern is None:
+            if pattern is None or source is None:
                 return None
-            return FieldTest(name, operator, (source or "",), pattern=pattern, part=part,
-                             literals=required_literals(source or ""), where=where)
+            rest = rest_after_lookbehind(source)
+            return FieldTest(name, operator, (source,), pattern=pattern, part=part,
+                             candidates=_compiled(rest) if rest is not None else None,
+                             literals=required_literals(source), where=where)
         needles = self.strings(value, operator)
         if needles is None:
             return None
@@ -338,14 +340,14 @@ class _FileParser:
                              "backtrack catastrophically; rewrite it without the nesting")
             return None
         try:
-            pattern = regex.compile(source, regex.IGNORECASE | regex.VERSION0)
+            return regex.compile(source, regex.IGNORECASE | regex.VERSION0)
         except regex.error as exc:
             self.error(node, f"not a valid regex {source!r}: {exc}")
             return None
-        faster = lookbehind_last(source)
-        if faster is not None:
-            try:
-                return regex.compile(faster, regex.IGNORECASE | regex.VERSION0)
-            except regex.error:
-                pass
-        return pattern
+
+
+def _compiled(source: str) -> regex.Pattern[str] | None:
+    try:
+        return regex.compile(source, regex.IGNORECASE | regex.VERSION0)
+    except regex.error:
+        return None
