@@ -170,11 +170,20 @@ def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
 def mailbot_config(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str, *,
                    notify_agents: bool) -> dict[str, Any]:
     """The shipped example configuration, pointed at the loopback servers."""
-    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    config = shipped_config(work, url, notify_agents=notify_agents)
     config["mailboxes"] = [{"name": "support", "imap": {
         "host": dovecot.host, "port": dovecot.port, "security": "none",
         "username": dovecot.username, "password": dovecot.password}}]
     config["smtp"] = {"host": smtp.host, "port": smtp.port, "security": "none",
+                      "from": f"Example Support <support@{DOMAIN}>"}
+    return config
+
+
+def shipped_config(work: Path, url: str, *, notify_agents: bool = False) -> dict[str, Any]:
+    """The shipped example configuration with its own database and storage, no mailbox."""
+    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    config["mailboxes"] = []
+    config["smtp"] = {"host": "127.0.0.1", "port": 25, "security": "none",
                       "from": f"Example Support <support@{DOMAIN}>"}
     config["database"] = {"url": url}
     config["storage"] = {"dir": str(work)}

@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import DOMAIN, SECRET
+from ingest import DOMAIN, SECRET, shipped_config
 from synthetic import support_mails
 
 from mailbot.analysis import Decision, PendingAnalysis
@@ -35,7 +34,6 @@ from mailbot.conversation.ids import ThreadSigner
 from mailbot.ingest import Incoming, Outcome
 from mailbot.logs import configure_logging
 
-ROOT = Path(__file__).resolve().parent.parent
 PER_TRANSACTION = 25
 
 
@@ -72,7 +70,8 @@ def main() -> None:
 
 
 def store_round(mails: Sequence[bytes], folder: Path) -> tuple[float, Counter[str]]:
-    app = open_app(settings_from_mapping(configuration(folder), folder))
+    config = shipped_config(folder, f"sqlite:///{folder / 'mailbot.db'}")
+    app = open_app(settings_from_mapping(config, folder))
     ingestor = app.ingestor()
     items = [Incoming(raw, f"imap:support/INBOX;uid={n}") for n, raw in enumerate(mails, 1)]
     chunks = [items[start:start + PER_TRANSACTION]
@@ -94,22 +93,6 @@ def store_round(mails: Sequence[bytes], folder: Path) -> tuple[float, Counter[st
     app.db.engine.dispose()
     assert len(outcomes) == len(mails) and not any(o.quarantined for o in outcomes)
     return seconds, statements
-
-
-def configuration(folder: Path) -> dict[str, Any]:
-    """The shipped example configuration, with a database and storage of its own."""
-    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
-    config["mailboxes"] = []
-    config["smtp"] = {"host": "127.0.0.1", "port": 25, "security": "none",
-                      "from": f"Example Support <support@{DOMAIN}>"}
-    config["database"] = {"url": f"sqlite:///{folder / 'mailbot.db'}"}
-    config["storage"] = {"dir": str(folder)}
-    config["rules"]["path"] = str(ROOT / "rules")
-    config["agents"] = {"domains": [DOMAIN], "notify": []}
-    config["escalation"].update(level1=[f"team@{DOMAIN}"], level3=[f"product@{DOMAIN}"])
-    config["secret_key"] = SECRET
-    config["logging"] = {"format": "json", "level": "warning"}
-    return config
 
 
 if __name__ == "__main__":
