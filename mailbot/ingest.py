@@ -212,11 +212,7 @@ class Ingestor:
         with self.db.transaction() as session:
             known = _KnownKeys.look_up(session, decisions)
             if self.replier is not None:
-                self.replier.look_ahead(session, (
-                    requester.email for d in decisions if isinstance(d, Analysis)
-                    and d.key not in known.stored
-                    and (requester := writes.requester_of(d.message)) is not None),
-                    self.clock.now())
+                self.replier.look_ahead(session, _requesters(decisions, known), self.clock.now())
             return [self._store(session, known, decision, item, mailbox)
                     for decision, item in zip(decisions, items, strict=True)]
 
@@ -355,6 +351,17 @@ class _KnownKeys:
     def look_up(cls, session: Session, decisions: Sequence[Analysis | Rejection]) -> _KnownKeys:
         keys = [decision.key for decision in decisions]
         return cls(writes.stored_keys(session, keys), writes.held_quarantine_keys(session, keys))
+
+
+def _requesters(decisions: Sequence[Analysis | Rejection], known: _KnownKeys) -> list[str]:
+    """Who the new messages of a transaction would be answered at."""
+    found = []
+    for decision in decisions:
+        if isinstance(decision, Analysis) and decision.key not in known.stored:
+            requester = writes.requester_of(decision.message)
+            if requester is not None:
+                found.append(requester.email)
+    return found
 
 
 def load_directory(db: Database) -> CustomerDirectory:

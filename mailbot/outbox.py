@@ -112,7 +112,7 @@ class OutboxSender:
         report = FlushReport()
         try:
             while limit > 0:
-                page = self._due_ids(min(limit, CLAIM_PAGE))
+                page = self.due_ids(min(limit, CLAIM_PAGE))
                 if not page:
                     break
                 for outbox_id in page:
@@ -138,7 +138,8 @@ class OutboxSender:
                 .where(col(OutboxMail.status) == "queued",
                        col(OutboxMail.next_attempt_at) <= self.clock.now())).one()
 
-    def _due_ids(self, count: int) -> list[int]:
+    def due_ids(self, count: int) -> list[int]:
+        """The ids of up to `count` mails due now, soonest first."""
         with self.db.session() as session:
             return [outbox_id for outbox_id in session.exec(
                 select(OutboxMail.id)
@@ -220,10 +221,6 @@ class OutboxSender:
             rows = {row.id: row for row in session.exec(select(OutboxMail).where(
                 col(OutboxMail.id).in_(outbox_ids), col(OutboxMail.status) == "queued"))}
         return [rows[i] for i in outbox_ids if i in rows]
-
-    def due_ids(self, count: int) -> list[int]:
-        """The ids of up to `count` mails due now, soonest first."""
-        return self._due_ids(count)
 
     def _report(self, kind: str, result: str) -> None:
         if self.on_result is not None:

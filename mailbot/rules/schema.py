@@ -27,6 +27,7 @@ from mailbot.rules.text import fold
 from mailbot.units import parse_size
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
+PATTERN_FLAGS = regex.IGNORECASE | regex.VERSION0  # patterns are case-insensitive
 RULE_KEYS = {"id", "description", "severity", "tags", "when", "unless"}
 TEXT_OPERATORS = ("contains", "matches", "equals", "in", "exists")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -340,7 +341,7 @@ class _FileParser:
                              "backtrack catastrophically; rewrite it without the nesting")
             return None
         try:
-            return regex.compile(source, regex.IGNORECASE | regex.VERSION0)
+            return regex.compile(source, PATTERN_FLAGS)
         except regex.error as exc:
             self.error(node, f"not a valid regex {source!r}: {exc}")
             return None
@@ -348,6 +349,6 @@ class _FileParser:
 
 def _compiled(source: str) -> regex.Pattern[str] | None:
     try:
-        return regex.compile(source, regex.IGNORECASE | regex.VERSION0)
+        return regex.compile(source, PATTERN_FLAGS)
     except regex.error:
         return None
