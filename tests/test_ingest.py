@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from mailbot.app import sla_book
@@ -255,3 +257,23 @@ def test_a_message_that_keeps_failing_stops_after_the_ones_before_it(db: Databas
     assert reported == ["a"]
     with db.session() as session:
         assert [t.subject for t in session.exec(select(Ticket)).all()] == ["Question 0"]
+
+
+def test_a_stored_row_is_the_validated_object_and_its_changes_are_written(
+        db: Database) -> None:
+    values: dict[str, Any] = dict(status="open", severity="P2", customer_source="missing",
+                                  requester="jane@customer.example", requester_name="Jane",
+                                  subject="Printer on fire", created_at=NOW, updated_at=NOW,
+                                  matched_rules=[{"id": "fire"}], tags=[])
+    with db.transaction() as session:
+        number = session.execute(insert(Ticket).values(**values)).inserted_primary_key[0]
+        ticket = writes.stored_row(Ticket, id=number, **values)
+        assert ticket.model_dump() == Ticket(id=number, **values).model_dump()
+        assert ticket.assignee is None and ticket.message_count == 0  # the defaults
+        session.add(ticket)
+        assert session.get(Ticket, number) is ticket  # in the identity map, no query
+        ticket.severity = "P1"
+    with db.session() as session:
+        stored = session.get(Ticket, number)
+        assert stored is not None
+        assert (stored.severity, stored.matched_rules) == ("P1", [{"id": "fire"}])

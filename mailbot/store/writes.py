@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, update
 from sqlalchemy import event as sa_event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
@@ -34,6 +35,7 @@ from mailbot.store.models import (
 _TABLES: dict[str, Table] = {
     str(model.__tablename__): SQLModel.metadata.tables[str(model.__tablename__)]
     for model in (Attachment, Blob, Event, Message, OutboxMail, MailboxState, Ticket)}
+_Row = TypeVar("_Row", bound=SQLModel)
 _INSERT_EVENT = _TABLES["events"].insert()
 _PENDING_EVENTS = "mailbot.pending_events"
 _PENDING_ADVANCES = "mailbot.pending_advances"
@@ -45,6 +47,26 @@ _PUT_BLOB: dict[str, Any] = {  # insert-if-absent, by dialect
     "postgresql": postgresql.insert(_TABLES["blobs"]).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(_TABLES["blobs"]).on_conflict_do_nothing(),
 }
+
+
+def stored_row(model: type[_Row], **values: Any) -> _Row:
+    """The object of a row just inserted with `values`, ready for `session.add` (no flush).
+
+    Our own values need no validation, and a validated SQLModel object cost eight times as
+    much to build as the rest of this: the object gets the fields' defaults and the values
+    as they are, and SQLAlchemy's state of a detached row.
+    """
+    instance = sa_inspect(model).class_manager.new_instance()
+    given = set(values)
+    fields = {name: field.get_default(call_default_factory=True)
+              for name, field in model.model_fields.items() if name not in given}
+    fields.update(values)
+    object.__setattr__(instance, "__pydantic_fields_set__", given)
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    instance.__dict__.update(fields)
+    make_transient_to_detached(instance)
+    return cast(_Row, instance)
 
 
 def put_blob(session: Session, sha256: str, data: bytes) -> None:
@@ -117,8 +139,7 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
         parent_id=parent_id,
     )
     # Inserted directly, then handed to the session as the row it now is (no flush).
-    ticket = Ticket(id=_inserted(session, _INSERT_TICKET, values), **values)
-    make_transient_to_detached(ticket)
+    ticket = stored_row(Ticket, id=_inserted(session, _INSERT_TICKET, values), **values)
     session.add(ticket)
     assert ticket.id is not None
     add_message(session, ticket.id, analysis, raw, source=source, received_at=now)
