@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import regex
 import yaml
 from pydantic import (
     BaseModel,
@@ -359,8 +360,8 @@ class CustomerIdSettings(_Model):
     def _compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for index, pattern in enumerate(patterns):
             try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
+                compiled = regex.compile(pattern)
+            except regex.error as exc:
                 raise ValueError(f"patterns[{index}]: not a valid regex: {exc}") from exc
             if compiled.groups != 1:
                 raise ValueError(f"patterns[{index}]: needs exactly one capturing group "

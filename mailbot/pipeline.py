@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import regex
 
 from mailbot.identify import CustomerDirectory, CustomerMatch, identify_customer
 from mailbot.parsing import (
@@ -62,7 +63,7 @@ class IngestPolicy:
     """The settings the pipeline reads."""
 
     max_message_bytes: int
-    customer_id_patterns: tuple[re.Pattern[str], ...]
+    customer_id_patterns: tuple[regex.Pattern[str], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from mailbot.config import (
     parse_target,
     settings_from_mapping,
 )
+from mailbot.identify import compile_patterns
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,7 +163,7 @@ def test_target_without_explicit_unit_is_refused(words: str) -> None:
         parse_target(words)
 
 
-DEFAULT_PATTERNS = [re.compile(p, re.IGNORECASE) for p in DEFAULT_CUSTOMER_ID_PATTERNS]
+DEFAULT_PATTERNS = compile_patterns(DEFAULT_CUSTOMER_ID_PATTERNS)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

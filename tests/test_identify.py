@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from mailbot.identify import (
     CustomerDirectory,
     CustomerRecord,
     CustomerSource,
+    compile_patterns,
     find_customer_ids,
     identify_customer,
 )
 from mailbot.parsing import Address, ParsedMessage
 
-PATTERNS = (re.compile(
+PATTERNS = compile_patterns([
     r"\b(?:customer[\s_-]*id|cust\.?\s*id|cid)\b[\s:#=-]*(?:is\s+)?#?\s*"
-    r"([A-Z]{1,6}-?\d{3,}|\d{3,})\b", re.IGNORECASE),)
+    r"([A-Z]{1,6}-?\d{3,}|\d{3,})\b"])
 
 DIRECTORY = CustomerDirectory([
     CustomerRecord("RC-10442", "Acme", domains=("acme.example",),
