@@ -111,6 +111,7 @@ def _raw_bytes(value: str) -> bytes:
 
 
 _FOLD = re.compile(r"\r?\n[ \t]")
+_STRAY_BYTE = re.compile("[\udc80-\udcff]")  # an undecodable byte, as surrogateescape keeps it
 _ADJACENT_WORDS = re.compile(r"(=\?[^?\s]+\?[bqBQ]\?[^?\s]*\?=)\s+(?==\?)")
 
 
@@ -128,7 +129,7 @@ def decode_header_value(value: object, fallbacks: tuple[str, ...] = ()) -> str:
         except Exception:
             return ""
     text = _FOLD.sub(" ", value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and _STRAY_BYTE.search(text):
         text = decode_bytes(_raw_bytes(text), fallbacks=fallbacks)
     if "=?" not in text:
         return text.strip()
