@@ -1,6 +1,8 @@
 """`python -m mailbot` runs the mailbot command."""
 
-from mailbot.cli import run
+if __name__ == "__main__":
+    # Analysis workers (spawned) import this module as __mp_main__: they need none of the
+    # command's imports (the database, templates, IMAP and SMTP), which cost a second each.
+    from mailbot.cli import run
 
-if __name__ == "__main__":  # worker processes import this module too
     run()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,3 +138,14 @@ def test_a_backlog_is_analysed_in_a_worker_and_every_mail_ticketed_once(
         subjects = sorted(t.subject for t in session.exec(select(Ticket)).all())
     assert subjects == sorted(f"problem {n}" for n in range(60))
     assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (0, 60)
+
+
+def test_a_worker_of_the_mailbot_command_imports_only_what_analysing_needs() -> None:
+    """A spawned worker runs `python -m mailbot`'s main module as __mp_main__ first."""
+    probe = ("import runpy, sys\n"
+             "runpy.run_module('mailbot.__main__', run_name='__mp_main__', alter_sys=True)\n"
+             "import mailbot.analysis\n"
+             "print(sorted({'sqlalchemy', 'jinja2', 'imapclient', 'click'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
