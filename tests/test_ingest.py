@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import insert
 from sqlmodel import Session, select
 
@@ -16,6 +17,7 @@ from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
 from mailbot.identify import CustomerDirectory, CustomerRecord, compile_patterns
 from mailbot.ingest import Incoming, Ingestor, Outcome, OutcomeKind
+from mailbot.parsing import idempotency_key
 from mailbot.pipeline import DefaultSeverity, IngestPolicy
 from mailbot.quarantine import replay
 from mailbot.store import Database, writes
@@ -277,3 +279,33 @@ def test_a_stored_row_is_the_validated_object_and_its_changes_are_written(
         stored = session.get(Ticket, number)
         assert stored is not None
         assert (stored.severity, stored.matched_rules) == ("P1", [{"id": "fire"}])
+
+
+def test_a_transactions_blobs_and_messages_are_one_insert_each_and_seen_by_its_queries(
+        db: Database) -> None:
+    statements: list[tuple[str, bool]] = []
+    seen_by_a_query: list[int] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
+               executemany: bool) -> None:
+        statements.append((" ".join(statement.split()[:3]), executemany))
+
+    def look(session: Session) -> None:
+        keys = [idempotency_key(f"<batch{n}@customer.example>", b"") for n in range(4)]
+        seen_by_a_query.extend(sorted(n for _, n in writes.stored_keys(session, keys).values()))
+
+    raws = [*_customer_mails(4), with_attachment()]
+    items = [Incoming(raw, f"t:{n}", look if n == 3 else None) for n, raw in enumerate(raws)]
+    outcomes: list[Outcome] = []
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        ingestor(db).ingest_many(items, stored=lambda _, outcome: outcomes.append(outcome))
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", record)
+    assert [o.kind for o in outcomes] == [OutcomeKind.TICKET] * 5
+    assert seen_by_a_query == [1, 2, 3, 4]  # in the same transaction, before its commit
+    message_inserts = [many for text, many in statements if text == "INSERT INTO messages"]
+    assert message_inserts == [True, False]  # four mails at once; the one with a file alone
+    with db.session() as session:
+        assert len(session.exec(select(Message)).all()) == 5
+        assert len(session.exec(select(Blob)).all()) == 6  # five mails and one file

@@ -10,7 +10,8 @@ from sqlalchemy import CursorResult, Table, bindparam, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import ORMExecuteState, make_transient_to_detached
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel, col, select
 
 from mailbot.parsing import Address, ParsedMessage
@@ -39,6 +40,7 @@ _Row = TypeVar("_Row", bound=SQLModel)
 _INSERT_EVENT = _TABLES["events"].insert()
 _PENDING_EVENTS = "mailbot.pending_events"
 _PENDING_ADVANCES = "mailbot.pending_advances"
+_PENDING_ROWS = "mailbot.pending_rows"
 _INSERT_MESSAGE = _TABLES["messages"].insert()
 _INSERT_ATTACHMENT = _TABLES["attachments"].insert()
 _INSERT_OUTBOX = _TABLES["outbox"].insert()
@@ -70,14 +72,53 @@ def stored_row(model: type[_Row], **values: Any) -> _Row:
 
 
 def put_blob(session: Session, sha256: str, data: bytes) -> None:
-    """Store bytes under their SHA-256 unless they are already there."""
-    values = {"sha256": sha256, "size": len(data), "data": data}
+    """Store bytes under their SHA-256 unless they are already there.
+
+    Written with the transaction's other pending rows (see `write_pending_rows`).
+    """
     statement = _PUT_BLOB.get(session.get_bind().dialect.name)
     if statement is None:
-        if session.get(Blob, sha256) is not None:
-            return
-        statement = _TABLES["blobs"].insert()
-    session.execute(statement, values)
+        if session.get(Blob, sha256) is None:
+            session.execute(_TABLES["blobs"].insert(),
+                            {"sha256": sha256, "size": len(data), "data": data})
+        return
+    blobs: dict[str, dict[str, Any]] = _pending_rows(session).setdefault("blobs", {})
+    blobs.setdefault(sha256, {"sha256": sha256, "size": len(data), "data": data})
+
+
+def _pending_rows(session: OrmSession) -> dict[str, Any]:
+    pending: dict[str, Any] = session.info.setdefault(_PENDING_ROWS, {})
+    return pending
+
+
+def write_pending_rows(session: OrmSession) -> None:
+    """Write the blobs and messages put so far: one INSERT each for all of them.
+
+    A transaction's blobs and messages are written together, before anything else runs in
+    it (a query, another INSERT or UPDATE, a flush of ORM objects, the commit): nothing can
+    see them missing. A statement per row cost more than the rest of storing a message.
+    """
+    pending = session.info.pop(_PENDING_ROWS, None)
+    if not pending:
+        return
+    connection = session.connection()  # not session.execute: that would come back here
+    blobs = pending.get("blobs")
+    if blobs:
+        connection.execute(_PUT_BLOB[connection.dialect.name], list(blobs.values()))
+    messages = pending.get("messages")
+    if messages:
+        connection.execute(_INSERT_MESSAGE, messages)
+
+
+@sa_event.listens_for(Session, "do_orm_execute")
+def _before_a_statement(state: ORMExecuteState) -> None:
+    if _PENDING_ROWS in state.session.info and state.statement is not _INSERT_TICKET:
+        write_pending_rows(state.session)  # a new ticket's row refers to none of them
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _before_a_flush(session: OrmSession, *_: Any) -> None:
+    write_pending_rows(session)
 
 
 def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
@@ -94,7 +135,8 @@ def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
 
 @sa_event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    """The writes deferred to the commit: a transaction's events and mailbox advances."""
+    """The writes deferred to the commit: a transaction's rows, events and mailbox advances."""
+    write_pending_rows(session)
     events = session.info.pop(_PENDING_EVENTS, None)
     if events:
         session.execute(_INSERT_EVENT, events)
@@ -105,6 +147,7 @@ def _write_pending(session: Session) -> None:
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING_ROWS, None)
     session.info.pop(_PENDING_EVENTS, None)
     session.info.pop(_PENDING_ADVANCES, None)
 
@@ -157,12 +200,16 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
 
 def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes, *,
                 source: str, received_at: datetime, role: str = "customer",
-                display_text: str | None = None) -> int:
-    """Store a mail on a ticket with its raw bytes and files; returns the message's row id."""
+                display_text: str | None = None) -> None:
+    """Store a mail on a ticket with its raw bytes and files.
+
+    A mail without files is written with the transaction's other pending rows; one with
+    files at once, for its row's id.
+    """
     message = analysis.message
     put_blob(session, analysis.raw_sha256, raw)
     sender = requester_of(message)
-    result = _inserted(session, _INSERT_MESSAGE, {
+    row = {
         "ticket_id": ticket_id,
         "idempotency_key": analysis.key,
         "message_id": message.message_id,
@@ -185,21 +232,22 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         "size": message.size,
         "truncated": message.truncated,
         "defects": [_text(d) for d in message.defects],
-    })
-    row_id = result
-    if message.attachments:
-        for attachment in message.attachments:
-            put_blob(session, attachment.sha256, attachment.data)
-        session.execute(_INSERT_ATTACHMENT, [{
-            "message_id": row_id,
-            "filename": _text(attachment.filename)[:255],
-            "content_type": _text(attachment.content_type)[:255],
-            "size": attachment.size,
-            "sha256": attachment.sha256,
-            "inline": attachment.inline,
-            "content_id": attachment.content_id,
-        } for attachment in message.attachments])
-    return row_id
+    }
+    if not message.attachments:
+        _pending_rows(session).setdefault("messages", []).append(row)
+        return
+    for attachment in message.attachments:
+        put_blob(session, attachment.sha256, attachment.data)
+    row_id = _inserted(session, _INSERT_MESSAGE, row)  # the pending rows are written first
+    session.execute(_INSERT_ATTACHMENT, [{
+        "message_id": row_id,
+        "filename": _text(attachment.filename)[:255],
+        "content_type": _text(attachment.content_type)[:255],
+        "size": attachment.size,
+        "sha256": attachment.sha256,
+        "inline": attachment.inline,
+        "content_id": attachment.content_id,
+    } for attachment in message.attachments])
 
 
 def _record_creation_events(session: Session, ticket_id: int, analysis: Analysis, *,
