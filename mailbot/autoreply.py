@@ -98,8 +98,9 @@ class AutoReplier:
 
     def after_new_ticket(self, session: Session, ticket: Ticket, analysis: Analysis,
                          dues: Dues | None, now: datetime
-                         ) -> tuple[int | None, str | None]:
-        """Queue the auto-reply, or record why there is none; returns (outbox id, reason)."""
+                         ) -> tuple[str | None, str | None]:
+        """Queue the auto-reply, or record why there is none; returns (its Message-ID, or
+        why there is none)."""
         assert ticket.id is not None
         rule_ids = {h.rule_id for h in analysis.classification.hits}
         notices = [n for n in self.policy.notices if n.applies(now, rule_ids)]
@@ -121,13 +122,13 @@ class AutoReplier:
                        html=rendered.html, date=now, ticket_number=ticket.id,
                        in_reply_to=analysis.message.message_id,
                        references=analysis.message.references, loop_id=self.policy.who.loop_id)
-        row = queue_mail(session, mail, ticket.id, now)
+        queue_mail(session, mail, ticket.id, now)
         recent: dict[str, list[datetime]] = session.info.get(_RECENT, {})
         if ticket.requester in recent:
             recent[ticket.requester].append(now)
         add_event(session, ticket.id, now, "auto_reply_queued", message_id=mail.message_id,
                   to=ticket.requester)
-        return row, None
+        return mail.message_id, None
 
     def _reason(self, session: Session, ticket: Ticket, message: ParsedMessage,
                 now: datetime) -> str | None:

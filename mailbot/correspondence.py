@@ -283,7 +283,7 @@ class Correspondence:
                values: Mapping[str, object], *, to: tuple[str, ...], in_reply_to: str | None,
                references: tuple[str, ...] | list[str], now: datetime,
                from_address: str | None = None, attachments: Sequence[Attachment] = ()
-               ) -> int:
+               ) -> None:
         assert self.policy.from_address is not None and ticket.id is not None
         rendered = self.renderer.render_mail(template, values)
         mail = compose(kind=kind,
@@ -296,10 +296,9 @@ class Correspondence:
                        in_reply_to=in_reply_to, references=tuple(references),
                        loop_id=self.policy.loop_id,
                        attachments=attachments)
-        row = queue_mail(session, mail, ticket.id, now)
+        queue_mail(session, mail, ticket.id, now)
         add_event(session, ticket.id, now, f"{kind}_queued", message_id=mail.message_id,
                   to=list(to))
-        return row
 
     def _customer_thread(self, session: Session, ticket_id: int) -> list[str]:
         """The Message-IDs of the customer's mails on a ticket, oldest first."""

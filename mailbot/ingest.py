@@ -320,9 +320,10 @@ class Ingestor:
         auto_reply = "auto-replies are off"
         status: str | None = None
         if self.replier is not None:
-            row, reason = self.replier.after_new_ticket(session, ticket, analysis, dues, now)
-            auto_reply = f"sent to {ticket.requester}" if row is not None else f"not sent: {reason}"
-            status = "queued" if row is not None else reason
+            queued, reason = self.replier.after_new_ticket(session, ticket, analysis, dues,
+                                                           now)
+            auto_reply = f"sent to {ticket.requester}" if queued else f"not sent: {reason}"
+            status = "queued" if queued else reason
         if self.conversation is not None:
             self.conversation.correspondence.announce(session, ticket, analysis, dues,
                                                       auto_reply, now)

@@ -6,9 +6,11 @@ import email
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CORPUS
+from sqlalchemy import event as sqlalchemy_event
 from sqlmodel import select
 
 from mailbot.app import App
@@ -136,7 +138,17 @@ def test_the_rate_limit_holds_across_transactions_and_within_one(db: Database) -
     clock.advance(timedelta(minutes=31))  # the first of jane's is over an hour old now
     batch = [Incoming(mail(n=n, sender=sender), "t") for n, sender in enumerate(
         ["Jane Doe <jane@customer.example>"] * 6 + ["Joe <joe@customer.example>"] * 3, 10)]
-    engine.ingest_many(batch, stored=lambda *_: None)
+    inserts: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        inserts.extend(["outbox"] if statement.startswith("INSERT INTO outbox") else [])
+
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        engine.ingest_many(batch, stored=lambda *_: None)
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", record)
+    assert inserts == ["outbox"]  # the transaction's seven auto-replies in one INSERT
     replies = [row.recipients for row in outbox(db)]
     assert replies.count(["jane@customer.example"]) == 1 + 5  # 5 within the last hour
     assert replies.count(["joe@customer.example"]) == 4

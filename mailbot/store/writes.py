@@ -92,11 +92,11 @@ def _pending_rows(session: OrmSession) -> dict[str, Any]:
 
 
 def write_pending_rows(session: OrmSession) -> None:
-    """Write the blobs and messages put so far: one INSERT each for all of them.
+    """Write the blobs, messages and outbox mails put so far: one INSERT each for all.
 
-    A transaction's blobs and messages are written together, before anything else runs in
-    it (a query, another INSERT or UPDATE, a flush of ORM objects, the commit): nothing can
-    see them missing. A statement per row cost more than the rest of storing a message.
+    They are written before anything else runs in the transaction (a query, another INSERT
+    or UPDATE, a flush of ORM objects, the commit): nothing can see them missing. A
+    statement per row cost more than the rest of storing a message.
     """
     pending = session.info.pop(_PENDING_ROWS, None)
     if not pending:
@@ -105,9 +105,10 @@ def write_pending_rows(session: OrmSession) -> None:
     blobs = pending.get("blobs")
     if blobs:
         connection.execute(_PUT_BLOB[connection.dialect.name], list(blobs.values()))
-    messages = pending.get("messages")
-    if messages:
-        connection.execute(_INSERT_MESSAGE, messages)
+    for statement, rows in ((_INSERT_MESSAGE, pending.get("messages")),
+                            (_INSERT_OUTBOX, pending.get("outbox"))):
+        if rows:
+            connection.execute(statement, rows)
 
 
 @sa_event.listens_for(Session, "do_orm_execute")
@@ -304,14 +305,13 @@ def release_quarantine(session: Session, key: str, *, ticket_number: int | None)
 
 
 def queue_mail(session: Session, mail: OutgoingMail, ticket_id: int | None,
-               now: datetime) -> int:
-    """An outbox row for a composed mail, written in the caller's transaction; its id."""
-    result = _inserted(session, _INSERT_OUTBOX, {
+               now: datetime) -> None:
+    """An outbox row for a composed mail, written with the transaction's pending rows."""
+    _pending_rows(session).setdefault("outbox", []).append({
         "ticket_id": ticket_id, "kind": mail.kind, "sender": mail.sender,
         "recipients": list(mail.recipients), "subject": _text(mail.subject),
         "message_id": mail.message_id, "raw": mail.raw, "status": "queued", "attempts": 0,
         "created_at": now, "next_attempt_at": now})
-    return result
 
 
 _MAILBOX_STATE = _TABLES["mailbox_state"]
