@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -185,3 +187,11 @@ def test_revocation_alert_says_what_happened_and_the_command_that_fixes_it() -> 
     subject, text = alert_text(spec, GrantRejected("invalid_grant", "Token has been revoked."))
     assert subject == "mailbot: the OAuth2 grant of mailbox support was revoked or expired"
     assert "mailbot oauth login support" in text and "Token has been revoked." in text
+
+
+def test_the_command_loads_the_oauth_client_only_when_it_asks_for_a_token() -> None:
+    probe = ("import sys\nimport mailbot.cli\n"
+             "print(sorted({'authlib', 'requests'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import requests
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailbot.oauth.errors import GrantRejected, TemporaryOAuthError
 from mailbot.oauth.providers import OAuthClient
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TEMPORARY_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+if TYPE_CHECKING:
+    from authlib.integrations.requests_client import OAuth2Session
 
 T = TypeVar("T")
 
@@ -74,6 +73,8 @@ class TokenEndpoint:
             raise GrantRejected("unsupported", "this provider has no device_authorization_url")
 
         def call(session: OAuth2Session) -> Any:
+            from authlib.integrations.base_client import OAuthError
+
             response = session.post(url, data={"client_id": self.client.client_id,
                                                "scope": self.client.scope},
                                     withhold_token=True, timeout=self.client.timeout)
@@ -99,6 +100,8 @@ class TokenEndpoint:
     def poll_device(self, device_code: str) -> TokenAnswer:
         """Tokens once the user approved; AuthorizationPending until then (RFC 8628 §3.4)."""
         def call(session: OAuth2Session) -> Any:
+            from authlib.integrations.base_client import OAuthError
+
             try:
                 return session.fetch_token(self.client.token_url, grant_type=DEVICE_GRANT,
                                            device_code=device_code,
@@ -119,12 +122,19 @@ class TokenEndpoint:
         return _answer(self._call(call))
 
     def _session(self) -> OAuth2Session:
+        # Authlib and requests are loaded by the first token request, not by every start
+        # of mailbot: they were a quarter of its import time.
+        from authlib.integrations.requests_client import OAuth2Session
+
         secret = self.client.client_secret
         return OAuth2Session(self.client.client_id, secret, scope=self.client.scope or None,
                              token_endpoint_auth_method="client_secret_post" if secret
                              else "none", default_timeout=self.client.timeout)
 
     def _call(self, fn: Callable[[OAuth2Session], T]) -> T:
+        import requests
+        from authlib.integrations.base_client import OAuthError
+
         where = self.client.token_url
         with self._session() as session:
             try:
