@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from mailbot.heap import settle_after_startup
 from mailbot.identify import CustomerDirectory
 from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
 from mailbot.rules.book import RuleBook
@@ -64,6 +65,7 @@ def _work(generation: int, inputs: bytes, raws: list[bytes]) -> list[Decision]:
         _worker_inputs.clear()
         # Pickled by the parent from its own settings and rules; mail is only ever bytes here.
         known = _worker_inputs[generation] = pickle.loads(inputs)
+        settle_after_startup()
     return [AnalysisFailed(f"{type(d).__name__}: {d}") if isinstance(d, BaseException) else d
             for d in analyze_all(raws, known)]
 

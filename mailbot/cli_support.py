@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from mailbot.app import App, SchemaOutOfDate, load_classifier, open_app
 from mailbot.config import ConfigError, Settings, load_settings, settings_from_mapping
+from mailbot.heap import settle_after_startup
 from mailbot.ingest import Ingestor
 from mailbot.logs import configure_logging
 from mailbot.rules import RuleSetError
@@ -64,7 +65,9 @@ class Context:
                 app.classifier = load_classifier(app.settings)
         except RuleSetError as exc:
             fail(f"rules are not valid:\n{exc}", EX_CONFIG)
-        return app.ingestor()
+        ingestor = app.ingestor()
+        settle_after_startup()
+        return ingestor
 
     def emit(self, data: Any, text: str) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False) if self.as_json else text)
