@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import structlog
+from sqlalchemy import bindparam
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlmodel import Session, col, select
@@ -33,6 +34,8 @@ from mailbot.store.db import describe_db_error
 from mailbot.store.models import Customer, Ticket
 
 log = structlog.get_logger("mailbot.ingest")
+_TICKET_FOR_UPDATE = (  # built once: it runs for every follow-up
+    select(Ticket).where(col(Ticket.id) == bindparam("number")).with_for_update())
 
 
 class TemporaryFailure(Exception):
@@ -300,8 +303,7 @@ class Ingestor:
                               lambda number: writes.participants(session, number))
         if route.ticket_number is None or route.kind is RouteKind.NEW:
             return route, None
-        ticket = session.exec(select(Ticket).where(col(Ticket.id) == route.ticket_number)
-                              .with_for_update()).first()
+        ticket = session.exec(_TICKET_FOR_UPDATE, params={"number": route.ticket_number}).first()
         return route, ticket
 
     def _new_ticket(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,

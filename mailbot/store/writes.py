@@ -341,14 +341,24 @@ def _write_advances(session: Session, pending: dict[tuple[str, int], int]) -> No
             session.add(MailboxState(name=name, uidvalidity=uidvalidity, last_uid=uid))
 
 
+# Built once: they run for every transaction or every follow-up.
+_SENDERS_OF_TICKET = select(col(Message.sender), col(Message.cc), col(Message.role)).where(
+    col(Message.ticket_id) == bindparam("ticket"))
+_STORED_KEYS = select(
+    col(Message.idempotency_key), col(Message.message_id), col(Message.ticket_id)).where(
+    col(Message.idempotency_key).in_(bindparam("keys", expanding=True)))
+_HELD_KEYS = select(col(QuarantineEntry.idempotency_key)).where(
+    col(QuarantineEntry.idempotency_key).in_(bindparam("keys", expanding=True)),
+    col(QuarantineEntry.status) == "held")
+
+
 def participants(session: Session, ticket_id: int) -> set[str] | None:
     """The addresses already on a ticket (requester, senders, copied customers); None if none."""
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         return None
     found = {ticket.requester.lower()} if ticket.requester else set()
-    rows = session.exec(select(Message.sender, Message.cc, Message.role).where(
-        col(Message.ticket_id) == ticket_id)).all()
+    rows = session.execute(_SENDERS_OF_TICKET, {"ticket": ticket_id}).all()
     for sender, cc, role in rows:
         if role in ("customer", "agent", "note") and sender:
             found.add(sender.lower())
@@ -362,8 +372,7 @@ def stored_keys(session: Session, keys: Iterable[str]) -> dict[str, tuple[str | 
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = session.exec(select(Message.idempotency_key, Message.message_id, Message.ticket_id)
-                        .where(col(Message.idempotency_key).in_(wanted))).all()
+    rows = session.execute(_STORED_KEYS, {"keys": wanted}).all()
     return {key: (message_id, ticket_id) for key, message_id, ticket_id in rows}
 
 
@@ -372,9 +381,7 @@ def held_quarantine_keys(session: Session, keys: Iterable[str]) -> set[str]:
     wanted = sorted(set(keys))
     if not wanted:
         return set()
-    return set(session.exec(select(QuarantineEntry.idempotency_key).where(
-        col(QuarantineEntry.idempotency_key).in_(wanted),
-        col(QuarantineEntry.status) == "held")).all())
+    return set(session.scalars(_HELD_KEYS, {"keys": wanted}).all())
 
 
 def find_held_quarantine(session: Session, key: str) -> QuarantineEntry | None:
