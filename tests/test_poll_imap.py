@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -285,3 +286,26 @@ def test_a_message_failing_three_passes_is_quarantined_the_rest_flow(
     assert entry.reason.startswith("processing failed 3 times: TemplateProblem: ")
     assert dovecot.count("Quarantine") == 1
     assert dovecot.count("INBOX") == (0 if processed else 2)
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_imaplibs_trace_is_made_only_when_its_logger_writes_it(
+        dovecot: DovecotServer, caplog: pytest.LogCaptureFixture, level: int) -> None:
+    dovecot.append_many("INBOX", [customer_mail(1)])
+    caplog.set_level(level, logger=imap.IMAPLIB_TRACE_LOGGER)
+    conn = ImapConnection(ImapEndpoint(host=dovecot.host, port=dovecot.port, security="none",
+                                       username=dovecot.username, password=dovecot.password,
+                                       timeout=5))
+    conn.open()
+    try:
+        tracing = conn.client._imap.debug  # imaplib formats its trace from this level on
+        conn.select("INBOX")
+        fetched = conn.fetch(conn.pending_uids(after_uid=0, keyword=None))
+    finally:
+        conn.close()
+    assert [m.raw for m in fetched] == [customer_mail(1)]
+    traced = [r for r in caplog.records if r.name == imap.IMAPLIB_TRACE_LOGGER]
+    if level == logging.DEBUG:
+        assert tracing > 0 and any("FETCH" in r.getMessage() for r in traced)
+    else:
+        assert tracing == 0 and traced == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import ipaddress
+import logging
 import socket
 import ssl
 import time
@@ -19,6 +20,8 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbot.oauth.errors import OAuthUnavailable
 from mailbot.oauth.sasl import choose_mechanism
+
+IMAPLIB_TRACE_LOGGER = "imapclient.imaplib"  # where imapclient sends imaplib's trace
 
 log = structlog.get_logger("mailbot.imap")
 
@@ -98,6 +101,7 @@ class ImapConnection:
                                 ssl_context=context if ep.security == "ssl" else None,
                                 timeout=ep.timeout)
             _nodelay(client)
+            _without_unlogged_trace(client)
             if ep.security == "starttls":
                 client.starttls(context)
             if ep.oauth is not None:
@@ -312,6 +316,18 @@ def _nodelay(client: IMAPClient) -> None:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):
         pass
+
+
+def _without_unlogged_trace(client: IMAPClient) -> None:
+    """imaplib's protocol trace off, unless its logger would write it.
+
+    imapclient sets imaplib's debug level to 5 and hands the trace to the logger
+    `imapclient.imaplib`; imaplib then formats every response line and literal, and at the
+    end of a FETCH the repr of all its mails, before the logger drops it: three quarters of
+    the CPU of fetching a mail (0.33 ms of 0.44).
+    """
+    if not logging.getLogger(IMAPLIB_TRACE_LOGGER).isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
 
 
 def _describe(exc: BaseException) -> str:
