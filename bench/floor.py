@@ -2,7 +2,7 @@
 
 imapclient FETCH of BODY.PEEK[] in batches of 100, mail-parser on each message, one row per
 message (Message-ID, sender, subject, text body, raw bytes) with a commit per 100. SQLite
-runs with the pragmas mailbot uses (WAL, synchronous=NORMAL). Prints the number of rows.
+runs with the pragmas mailbot uses (WAL, synchronous=FULL). Prints the number of rows.
 
     python bench/floor.py HOST PORT USERNAME PASSWORD FOLDER DATABASE
 """
@@ -28,7 +28,7 @@ def main(host: str, port: str, username: str, password: str, folder: str,
     uids = sorted(client.search(["ALL"]))
     db = sqlite3.connect(database)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, uid INTEGER,"
                " message_id TEXT, sender TEXT, subject TEXT, body TEXT, raw BLOB)")
     stored = 0

@@ -97,7 +97,10 @@ def _create_engine(url: str, *, echo: bool, busy_timeout: float) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before mailbot acks its mails at the IMAP server. With
+    # NORMAL, WAL mode syncs only at checkpoints, and a power cut could undo commits whose
+    # mails were already moved to the processed folder, never to be fetched again.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.close()
