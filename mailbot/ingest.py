@@ -214,9 +214,12 @@ class Ingestor:
                         items: Sequence[Incoming], mailbox: str | None) -> list[Outcome]:
         with self.db.transaction() as session:
             known = _KnownKeys.look_up(session, decisions)
+            # One moment for the whole transaction: its messages are committed together, and
+            # their due times, worked out once per severity and plan, are the same.
+            now = self.clock.now()
             if self.replier is not None:
-                self.replier.look_ahead(session, _requesters(decisions, known), self.clock.now())
-            return [self._store(session, known, decision, item, mailbox)
+                self.replier.look_ahead(session, _requesters(decisions, known), now)
+            return [self._store(session, known, decision, item, mailbox, now)
                     for decision, item in zip(decisions, items, strict=True)]
 
     def _store_alone(self, decision: Analysis | Rejection, item: Incoming,
@@ -239,11 +242,10 @@ class Ingestor:
                               mailbox: str | None) -> Outcome:
         with self.db.transaction() as session:
             return self._store(session, _KnownKeys.look_up(session, [decision]), decision,
-                               item, mailbox)
+                               item, mailbox, self.clock.now())
 
     def _store(self, session: Session, known: _KnownKeys, decision: Analysis | Rejection,
-               item: Incoming, mailbox: str | None) -> Outcome:
-        now = self.clock.now()
+               item: Incoming, mailbox: str | None, now: datetime) -> Outcome:
         existing = known.stored.get(decision.key)
         if existing is not None:
             outcome = Outcome(OutcomeKind.DUPLICATE, decision.key, existing[0],

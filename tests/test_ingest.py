@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbot.app import sla_book
 from mailbot.clock import FrozenClock
@@ -221,6 +221,36 @@ def test_messages_sharing_a_transaction_are_reported_once_committed(db: Database
     items = [Incoming(raw, f"test:{n}") for n, raw in enumerate(_customer_mails(3))]
     ingestor(db).ingest_many(items, stored=stored)
     assert committed_when_reported == [3, 3, 3]
+
+
+class _TickingClock:
+    """A minute later at every reading."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def now(self) -> datetime:
+        self.readings += 1
+        return NOW + timedelta(minutes=self.readings)
+
+
+def test_messages_sharing_a_transaction_share_its_moment_and_dues(db: Database) -> None:
+    """Committed together, stamped together: one arrival time and the same due times."""
+    book = sla_book(settings_from_mapping({}, Path(".")).sla)
+    clock = _TickingClock()
+    engine = Ingestor(db, IngestPolicy(10_000_000, PATTERNS), DefaultSeverity("P3"), clock,
+                      CustomerDirectory(), sla=book)
+    items = [Incoming(raw, f"test:{n}") for n, raw in enumerate(_customer_mails(3))]
+    engine.ingest_many(items, stored=lambda *_: None)
+    engine.ingest(mail(message_id="<later@customer.example>"), source="later")
+    with db.session() as session:
+        tickets = session.exec(select(Ticket).order_by(col(Ticket.id))).all()
+        stamps = [(t.created_at, t.response_due, t.resolution_due) for t in tickets]
+        received = [m.received_at for m in session.exec(
+            select(Message).order_by(col(Message.id))).all()]
+    assert len(set(stamps[:3])) == 1 and received[:3] == [stamps[0][0]] * 3
+    assert stamps[3][0] > stamps[0][0] and received[3] == stamps[3][0]
+    assert stamps[0][1] is not None and stamps[3][1] is not None
 
 
 def test_a_failing_batch_is_stored_again_one_message_a_transaction(db: Database) -> None:

@@ -232,3 +232,21 @@ def test_pauses_only_push_the_due_later(calendar: BusinessCalendar, start: datet
                                         pause_length: timedelta) -> None:
     pause = (pause_start, pause_start + pause_length)
     assert calendar.add(start, delta, [pause]) >= calendar.add(start, delta)
+
+
+def _fresh_book() -> SlaBook:
+    return SlaBook(BOOK.calendars, BOOK.policies, BOOK.default_policy, BOOK.plans)
+
+
+@given(st.lists(st.tuples(st.sampled_from([at(CMB, 11, 20, 18), at(CMB, 11, 23, 10, 30),
+                                           at(DAC, 11, 26, 20)]) | instants,
+                          st.sampled_from(["P1", "P2", "P4"]),
+                          st.sampled_from([None, "extended", "six"])),
+                min_size=1, max_size=150))
+def test_dues_asked_again_are_the_dues_worked_out_afresh(
+        asked: list[tuple[datetime, str, str | None]]) -> None:
+    """Dues kept for repeated arrivals match a new book's, before and after it forgets some."""
+    book = _fresh_book()
+    for received, severity, plan in asked:
+        assert book.dues(received, severity, plan) == _fresh_book().dues(received, severity,
+                                                                          plan)

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from mailbot.sla.calendar import BusinessCalendar
 from mailbot.sla.targets import Target
 
+_KEPT_DUES = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Dues:
@@ -47,6 +49,7 @@ class SlaBook:
         self.policies = dict(policies)
         self.default_policy = default_policy
         self.plans = dict(plans or {})
+        self._dues: dict[tuple[datetime, str, str | None], Dues] = {}
 
     def policy_for(self, plan: str | None) -> Policy:
         name = self.plans.get(plan or "", self.default_policy)
@@ -58,7 +61,20 @@ class SlaBook:
         return self.calendars[chosen.calendar]
 
     def dues(self, received: datetime, severity: str, plan: str | None = None) -> Dues:
-        """Response and resolution due for a ticket received at `received`."""
+        """Response and resolution due for a ticket received at `received`.
+
+        The messages of a transaction share their moment of arrival, so the last few
+        answers are kept: the calendar is walked once per severity and plan.
+        """
+        key = (received, severity, plan)
+        found = self._dues.get(key)
+        if found is None:
+            if len(self._dues) >= _KEPT_DUES:
+                self._dues.clear()
+            found = self._dues[key] = self._work_out_dues(received, severity, plan)
+        return found
+
+    def _work_out_dues(self, received: datetime, severity: str, plan: str | None) -> Dues:
         policy = self.policy_for(plan)
         calendar = self.calendars[policy.calendar]
         start = calendar.first_business_moment(received)
