@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
@@ -23,6 +25,17 @@ from mailbot.sla.wording import local_moment
 from mailbot.store import Database
 from mailbot.store.models import Customer, EscalationRecord, Ticket
 from mailbot.store.writes import add_event, queue_mail
+
+# What the watcher reads of the open tickets, a page at a time: their clocks, not the whole
+# rows (a backlog leaves thousands of them open, and each poll looks at every one).
+_OPEN_CLOCKS = sa_select(
+    col(Ticket.id), col(Ticket.status), col(Ticket.created_at), col(Ticket.response_due),
+    col(Ticket.first_response_at), col(Ticket.resolution_due), col(Ticket.sla_policy),
+).where(
+    col(Ticket.id) > bindparam("after"),
+    col(Ticket.status) != "resolved",
+    or_(col(Ticket.first_response_at).is_(None), col(Ticket.resolution_due).is_not(None)),
+).order_by(col(Ticket.id)).limit(bindparam("page"))
 
 log = structlog.get_logger("mailbot.watcher")
 LEVEL_NAMES = {1: "Level 1 (support team)", 2: "Level 2 (account manager)",
@@ -65,26 +78,23 @@ class SlaWatcher:
         after = 0
         while True:
             with self.db.session() as session:
-                tickets = session.exec(select(Ticket).where(
-                    col(Ticket.id) > after,
-                    col(Ticket.status) != "resolved",
-                    or_(col(Ticket.first_response_at).is_(None),
-                        col(Ticket.resolution_due).is_not(None)))
-                    .order_by(col(Ticket.id)).limit(page)).all()
+                tickets = session.execute(_OPEN_CLOCKS, {"after": after, "page": page}).all()
                 if not tickets:
                     return report
-                after = tickets[-1].id or after
+                after = tickets[-1].id
                 sent = set(session.exec(
                     select(EscalationRecord.ticket_id, EscalationRecord.level)
                     .where(col(EscalationRecord.ticket_id).in_([t.id for t in tickets]))).all())
             for ticket in tickets:
                 report.checked += 1
-                earned = [e for e in escalations_due(_clock_of(ticket), now,
-                                                     self._calendar(ticket),
+                clock = TicketClock(ticket.status, ticket.created_at, ticket.response_due,
+                                    ticket.first_response_at, ticket.resolution_due)
+                earned = [e for e in escalations_due(clock, now,
+                                                     self.sla.calendar_of(ticket.sla_policy),
                                                      self.policy.warn_at)
                           if (ticket.id, e.level) not in sent]
                 for escalation in earned:
-                    if self._escalate(ticket.id or 0, escalation, now):
+                    if self._escalate(ticket.id, escalation, now):
                         report.escalated += 1
             if len(tickets) < page:
                 return report
@@ -159,6 +169,3 @@ class SlaWatcher:
         queue_mail(session, mail, ticket.id, now)
 
 
-def _clock_of(ticket: Ticket) -> TicketClock:
-    return TicketClock(ticket.status, ticket.created_at, ticket.response_due,
-                       ticket.first_response_at, ticket.resolution_due)

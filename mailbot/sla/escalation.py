@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from mailbot.sla.calendar import BusinessCalendar
 
@@ -34,9 +35,14 @@ class Escalation:
     at: datetime
 
 
+@lru_cache(maxsize=4096)
 def warning_moment(calendar: BusinessCalendar, created_at: datetime, response_due: datetime,
                    warn_at: float) -> datetime:
-    """When `warn_at` of the business time between arrival and the response due is used."""
+    """When `warn_at` of the business time between arrival and the response due is used.
+
+    Kept for tickets that share their arrival and due (those stored in one transaction):
+    the watcher asks it of every open ticket at every pass.
+    """
     total = calendar.elapsed(created_at, response_due)
     if total.total_seconds() <= 0:
         return response_due
