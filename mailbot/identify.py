@@ -10,6 +10,7 @@ from enum import StrEnum
 import regex
 
 from mailbot.parsing.model import ParsedMessage
+from mailbot.pickled import pickled_by_fields
 
 HEAD_CHARS = 20_000
 
@@ -28,6 +29,7 @@ VERIFIED_SOURCES = frozenset({CustomerSource.DIRECTORY, CustomerSource.CONTACT,
                               CustomerSource.DOMAIN})
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class CustomerRecord:
     """One customer of the directory, as identification needs it."""
@@ -40,6 +42,7 @@ class CustomerRecord:
     plan: str | None = None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class CustomerMatch:
     """The outcome of identification, with the text that gave it away."""

@@ -17,10 +17,12 @@ from mailbot.parsing import (
     parse_message,
 )
 from mailbot.parsing.visible import visible_text
+from mailbot.pickled import pickled_by_fields
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RuleHit:
     """One rule that matched, and what in the message made it match."""
@@ -30,6 +32,7 @@ class RuleHit:
     matched: str = ""
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Classification:
     """The severity a message gets and every rule hit behind it."""
@@ -66,6 +69,7 @@ class IngestPolicy:
     customer_id_patterns: tuple[regex.Pattern[str], ...]
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """Everything decided about a message that will become (part of) a ticket."""
@@ -79,6 +83,7 @@ class Analysis:
     visible_text: str | None = None  # what the sender wrote in this mail, when worked out
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A message that cannot be ticketed, with the reason it goes to quarantine."""

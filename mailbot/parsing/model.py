@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailbot.pickled import pickled_by_fields
 
+
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Address:
     """One mailbox: display name and lower-cased addr-spec."""
@@ -23,6 +26,7 @@ class Address:
         return f"{self.name} <{self.email}>" if self.name else self.email
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A decoded MIME part kept as a file: sanitized name, type and bytes."""
@@ -50,6 +54,7 @@ class Attachment:
         return hashlib.sha256(self.data).hexdigest()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """What the pipeline knows about one message after parsing; headers are decoded text."""
