@@ -21,7 +21,7 @@ from mailbot.parsing import parse_message
 from mailbot.rules import RuleEngine, load_rules, run_examples
 from mailbot.rules.engine import MessageView, _check
 from mailbot.rules.index import LEARN_TEXTS
-from mailbot.rules.literals import required_literals
+from mailbot.rules.literals import required_alternatives, required_literals
 from mailbot.rules.model import AllOf, AnyOf, FieldTest, NotOf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,6 +266,33 @@ def test_a_text_without_a_required_literal_never_matches(pattern: str,
         folded = text.casefold()
         assert all(any(lit in folded for lit in clause)
                    for clause in required_literals(pattern)), (pattern, text)
+
+
+@pytest.mark.parametrize(("pattern", "alternatives"), [
+    # each branch keeps all it requires, where required_literals unites one clause of each
+    (r"\b((?:nobody|everyone) (?:logs|signs) in|cannot log ?in at all)\b",
+     ((("nobody", "everyone"), ("logs", "signs")), (("cannot log",), ("in at all",)))),
+    (r"abc(?:x1y|z2w)def", ((("abc",), ("def",), ("x1y",)), (("abc",), ("def",), ("z2w",)))),
+    (r"(?<!not )(?:server|site) is down", (((" is down",), ("erver",)),
+                                          ((" is down",), ("ite",)))),
+    (r"outage|x", ()),                         # a branch that requires nothing
+    (r"(?:down|offline)+", ()),                # an alternation that may repeat
+    (r"plain text", ()),                       # no alternation
+])
+def test_required_alternatives_keep_each_branch_whole(
+        pattern: str, alternatives: tuple[tuple[tuple[str, ...], ...], ...]) -> None:
+    assert required_alternatives(pattern) == alternatives
+
+
+@given(_patterns, st.lists(st.sampled_from([*_WORDS, " ", "  ", "Down", "SITE"]), max_size=10))
+def test_a_match_meets_the_requirement_of_one_alternative(pattern: str,
+                                                          words: list[str]) -> None:
+    text = "".join(words)
+    alternatives = required_alternatives(pattern)
+    if alternatives and regex.search(pattern, text, regex.IGNORECASE | regex.VERSION0):
+        folded = text.casefold()
+        assert any(all(any(lit in folded for lit in clause) for clause in requirement)
+                   for requirement in alternatives), (pattern, text)
 
 
 def _trained_engine() -> RuleEngine:

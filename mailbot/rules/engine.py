@@ -192,9 +192,13 @@ def _test(test: FieldTest, view: MessageView, timeouts: list[str], rule_id: str)
         return Evaluation(present == test.flag, [f"{label} exists: {str(present).lower()}"])
     if test.operator == "matches":
         assert test.pattern is not None
-        if view.index is not None and test.literals:
+        if view.index is not None and (test.literals or test.alternatives):
             found = view.found(((test.field, test.part), "case"))
             if any(found.isdisjoint(clause) for clause in test.literals):
+                return Evaluation(False)
+            if test.alternatives and not any(
+                    all(not found.isdisjoint(clause) for clause in requirement)
+                    for requirement in test.alternatives):
                 return Evaluation(False)
         for value in view.values(test.field, test.part):
             try:

@@ -164,7 +164,9 @@ def _lookups(test: FieldTest) -> Trigger:
     if test.operator in ("contains", "equals", "in"):
         return [((key, "fold"), needle) for needle in test.folded if needle]
     if test.operator == "matches":
-        return [((key, "case"), literal) for clause in test.literals for literal in clause]
+        requirements = (test.literals, *test.alternatives)
+        return list(dict.fromkeys(((key, "case"), literal) for requirement in requirements
+                                  for clause in requirement for literal in clause))
     return []
 
 

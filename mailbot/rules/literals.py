@@ -42,6 +42,45 @@ def required_literals(source: str) -> Requirement:
     return _dedupe(_sequence(list(parsed)))
 
 
+def required_alternatives(source: str) -> tuple[Requirement, ...]:
+    """What every match of `source` contains, one requirement per way of matching it.
+
+    When a pattern must go through an alternation (`\\b(nobody can|cannot log in at all)\\b`),
+    every match meets the requirement of one of its branches, together with what the rest
+    of the pattern requires. `required_literals` can keep only one clause per branch and
+    unites them (`can` or `at all`: everyday words); here each branch keeps all its clauses
+    (`nobody` and `can`, or `at all`). Empty when the pattern has no such alternation, or a
+    branch requires nothing.
+    """
+    try:
+        parsed = sre_parse.parse(source, re.IGNORECASE)
+    except (re.error, RecursionError, OverflowError):
+        return ()
+    found = _alternatives(list(parsed))
+    if not found or len(found) > MAX_ALTERNATIVES or not all(found):
+        return ()
+    return tuple(_dedupe(clauses) for clauses in found)
+
+
+def _alternatives(items: Sequence[tuple[Any, Any]]) -> list[list[Clause]] | None:
+    """Per branch of the first alternation every match goes through: the clauses of that
+    branch and of the rest of the sequence."""
+    for index, (op, av) in enumerate(items):
+        if op is sre.BRANCH:
+            branches = [_sequence(branch) for branch in av[1]]
+        elif op is sre.SUBPATTERN or op is sre.ATOMIC_GROUP:
+            inner = _alternatives(list(av[-1] if op is sre.SUBPATTERN else av))
+            if inner is None:
+                continue
+            branches = inner
+        else:
+            continue
+        # The rest is read on each side of the group: literal runs do not join across it.
+        rest = _sequence(items[:index]) + _sequence(items[index + 1:])
+        return [rest + branch for branch in branches]
+    return None
+
+
 def _sequence(items: Sequence[tuple[Any, Any]]) -> list[Clause]:
     clauses: list[Clause] = []
     run: list[str] = []

@@ -35,6 +35,7 @@ class FieldTest:
     needles: tuple[str, ...] = ()
     folded: tuple[str, ...] = ()
     literals: tuple[tuple[str, ...], ...] = ()  # a regex's required literals, see literals.py
+    alternatives: tuple[tuple[tuple[str, ...], ...], ...] = ()  # the same, per way to match
     pattern: regex.Pattern[str] | None = None
     candidates: regex.Pattern[str] | None = None  # where it can match, see lookbehind.py
     flag: bool | None = None

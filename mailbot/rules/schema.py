@@ -9,7 +9,7 @@ from pathlib import Path
 import regex
 import yaml
 
-from mailbot.rules.literals import required_literals
+from mailbot.rules.literals import required_alternatives, required_literals
 from mailbot.rules.lookbehind import rest_after_lookbehind
 from mailbot.rules.model import (
     FIELDS,
@@ -311,7 +311,8 @@ class _FileParser:
             rest = rest_after_lookbehind(source)
             return FieldTest(name, operator, (source,), pattern=pattern, part=part,
                              candidates=_compiled(rest) if rest is not None else None,
-                             literals=required_literals(source), where=where)
+                             literals=required_literals(source),
+                             alternatives=required_alternatives(source), where=where)
         needles = self.strings(value, operator)
         if needles is None:
             return None
