@@ -19,6 +19,7 @@ from mailbot.parsing import (
     sanitize_filename,
     unique_filenames,
 )
+from mailbot.parsing.addresses import parse_addresses
 from mailbot.parsing.parse import _decoded_base64
 
 
@@ -371,3 +372,14 @@ def test_malformed_base64_is_left_to_the_standard_library() -> None:
     """Bad padding or stray characters are not decoded here, so the stdlib's repairs apply."""
     assert _decoded_base64("QUJD" * 20_000 + "QQ") is None
     assert _decoded_base64("QUJD" * 20_000 + "Q!==") is None
+
+
+@pytest.mark.parametrize("count", [1, 3, 120])  # 120 addresses: a value too long to keep
+def test_address_lists_parse_the_same_every_time(count: int) -> None:
+    """Short values' answers are kept between mails; every answer is the parse's own."""
+    value = ", ".join(f'"Customer {n}, Ltd" <c{n}@customer.example>' for n in range(count))
+    first = parse_addresses([value], ("latin-1",))
+    again = parse_addresses((value,), ("latin-1",))
+    assert first == again
+    assert [a.email for a in first] == [f"c{n}@customer.example" for n in range(count)]
+    assert first[-1].name == f"Customer {count - 1}, Ltd"

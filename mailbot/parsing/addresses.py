@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from email.utils import getaddresses
+from functools import lru_cache
 
 from mailbot.parsing.headers import decode_header_value
 from mailbot.parsing.model import Address
@@ -20,6 +21,7 @@ _BARE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _SET_ASIDE = re.compile(r'"(?:[^"\\]|\\.)*"|=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=')
 _COMMENT_BEFORE_ANGLE = re.compile(r"\s*\([^()]*\)(?=\s*<)")
 _TOKEN = re.compile("\ue000([0-9]+)\ue001")
+_KEPT_VALUE_LENGTH = 1000  # longer header values are parsed, not kept
 
 
 def parse_addresses(values: tuple[str, ...] | list[str],
@@ -27,8 +29,22 @@ def parse_addresses(values: tuple[str, ...] | list[str],
     """All mailboxes named in the given raw header values, in order, without repeats.
 
     Values are as received (folded lines joined, 8-bit bytes as surrogate escapes); display
-    names are decoded after the split, raw 8-bit ones with the `fallbacks` charsets.
+    names are decoded after the split, raw 8-bit ones with the `fallbacks` charsets. The
+    answers for short values are kept: the same support address and the same customers turn
+    up in mail after mail.
     """
+    values, fallbacks = tuple(values), tuple(fallbacks)
+    if sum(map(len, values)) <= _KEPT_VALUE_LENGTH:
+        return _kept_addresses(values, fallbacks)
+    return _addresses(values, fallbacks)
+
+
+@lru_cache(maxsize=4096)
+def _kept_addresses(values: tuple[str, ...], fallbacks: tuple[str, ...]) -> tuple[Address, ...]:
+    return _addresses(values, fallbacks)
+
+
+def _addresses(values: tuple[str, ...], fallbacks: tuple[str, ...]) -> tuple[Address, ...]:
     found: list[Address] = []
     seen: set[str] = set()
     for name, email in _pairs(values):
