@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, update
+from sqlalchemy import Connection, CursorResult, Table, bindparam, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
@@ -113,8 +113,8 @@ def write_pending_rows(session: OrmSession) -> None:
 
 @sa_event.listens_for(Session, "do_orm_execute")
 def _before_a_statement(state: ORMExecuteState) -> None:
-    if _PENDING_ROWS in state.session.info and state.statement is not _INSERT_TICKET:
-        write_pending_rows(state.session)  # a new ticket's row refers to none of them
+    if _PENDING_ROWS in state.session.info:
+        write_pending_rows(state.session)
 
 
 @sa_event.listens_for(Session, "before_flush")
@@ -182,8 +182,11 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
         sla_policy=dues.policy if dues else None,
         parent_id=parent_id,
     )
-    # Inserted directly, then handed to the session as the row it now is (no flush).
-    ticket = stored_row(Ticket, id=_inserted(session, _INSERT_TICKET, values), **values)
+    # Inserted on the connection, then handed to the session as the row it now is. The row
+    # refers to nothing the session holds back, so nothing is flushed or written before it:
+    # the transaction's pending rows and changed tickets still go in together.
+    ticket = stored_row(Ticket, id=_inserted(session.connection(), _INSERT_TICKET, values),
+                        **values)
     session.add(ticket)
     assert ticket.id is not None
     add_message(session, ticket.id, analysis, raw, source=source, received_at=now)
@@ -431,9 +434,9 @@ def requester_of(message: ParsedMessage) -> Address | None:
     return None
 
 
-def _inserted(session: Session, statement: Any, values: dict[str, Any]) -> int:
+def _inserted(runner: Session | Connection, statement: Any, values: dict[str, Any]) -> int:
     """Run a one-row INSERT; the new row's id."""
-    result = cast("CursorResult[Any]", session.execute(statement, values))
+    result = cast("CursorResult[Any]", runner.execute(statement, values))
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
