@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime
 from email.utils import parseaddr
 
 import structlog
-from alembic.script import ScriptDirectory
 
 from mailbot.alerts import AlertPolicy
 from mailbot.analysis import AnalysisPool
@@ -34,7 +33,7 @@ from mailbot.rules.book import RuleBook
 from mailbot.sla import BusinessCalendar, SlaBook
 from mailbot.sla.policy import Policy
 from mailbot.store import Database
-from mailbot.store.db import alembic_config
+from mailbot.store.db import SCHEMA_REVISION
 from mailbot.store.secrets import installation_secret
 from mailbot.watcher import EscalationPolicy, SlaWatcher
 
@@ -256,7 +255,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, migrate: bool = 
 
 
 def ensure_schema(db: Database) -> None:
-    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    head = SCHEMA_REVISION
     current = db.current_revision()
     if current is None:
         db.upgrade()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 import mailbot.store.models  # noqa: F401  (registers the tables)
 from mailbot.store import Database
+from mailbot.store.db import SCHEMA_REVISION, alembic_config
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -28,3 +32,29 @@ def test_a_sqlite_commit_is_on_disk_before_it_returns(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     finally:
         db.dispose()
+
+
+def test_the_revision_commands_check_against_is_the_newest_migration(db: Database) -> None:
+    """SCHEMA_REVISION, read at every start without Alembic, is the migrations' head, and
+    the schema's revision is read as Alembic reads it."""
+    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    assert head == SCHEMA_REVISION
+    with db.engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head
+    assert db.current_revision() == head
+
+
+def test_a_database_without_migrations_has_no_revision(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert db.current_revision() is None
+    finally:
+        db.dispose()
+
+
+def test_starting_a_command_does_not_load_alembic() -> None:
+    code = ("import sys, mailbot.cli, mailbot.app; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=120).stdout.strip()
+    assert found == "[]"
