@@ -4,7 +4,7 @@
 
 The synthetic support mails of bench/ingest.py are parsed, identified and classified first.
 Each round then stores them into a new SQLite database with the shipped configuration,
-rules and templates, 25 messages a transaction as `mailbot poll` stores them: tickets,
+rules and templates, as many messages a transaction as `mailbot poll` stores: tickets,
 follow-ups, events, SLA dues and queued auto-replies (none is sent). Prints the milliseconds
 a message of each round, the best of them, and the SQL statements a round ran.
 """
@@ -33,8 +33,9 @@ from mailbot.config import settings_from_mapping
 from mailbot.conversation.ids import ThreadSigner
 from mailbot.ingest import Incoming, Outcome
 from mailbot.logs import configure_logging
+from mailbot.poller import COMMIT_EVERY
 
-PER_TRANSACTION = 25
+PER_TRANSACTION = COMMIT_EVERY
 
 
 class Analysed(PendingAnalysis):

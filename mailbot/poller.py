@@ -34,6 +34,9 @@ from mailbot.store.models import MailboxState
 log = structlog.get_logger("mailbot.poller")
 
 PROCESSING_TRIES = 3  # a message that fails this many passes in a row is quarantined
+# Messages sharing a database transaction, and a chunk analysed by a worker at once: two a
+# batch, so that a worker analyses the second while the first is stored.
+COMMIT_EVERY = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,7 @@ class MailboxPlan:
     processed_folder: str | None = "Processed"
     quarantine_folder: str = "Quarantine"
     batch_size: int = 100
-    commit_every: int = 25  # messages sharing a database transaction
+    commit_every: int = COMMIT_EVERY
 
 
 @dataclass(slots=True)
