@@ -17,14 +17,13 @@ from mailbot.pipeline import Analysis
 from mailbot.replies.compose import compose, domain_of
 from mailbot.replies.loops import Sender, no_reply_reason
 from mailbot.replies.render import DueText, ReplyContext, ReplyRenderer
-from mailbot.sla import BusinessCalendar, Dues, SlaBook, Target
+from mailbot.sla import Dues, SlaBook, Target
 from mailbot.sla.wording import describe_due, describe_hours, local_moment
 from mailbot.store.models import OutboxMail, Ticket
 from mailbot.store.writes import add_event, queue_mail
 
 log = structlog.get_logger("mailbot.autoreply")
 RATE_WINDOW = timedelta(hours=1)
-_KEPT_WORDINGS = 16
 _AUTO_REPLIES_SINCE = (  # built once: it runs for every new ticket
     select(func.count()).select_from(OutboxMail)
     .join(Ticket, col(Ticket.id) == col(OutboxMail.ticket_id))
@@ -81,7 +80,6 @@ class AutoReplier:
         self.sla = sla
         self.signer = signer
         self._team = policy.team
-        self._hours: dict[tuple[str, datetime], str] = {}  # the transaction's moment's wording
 
     def look_ahead(self, session: Session, requesters: Iterable[str], now: datetime) -> None:
         """Read the recent auto-replies of all these requesters at once, for the rate limit.
@@ -179,7 +177,7 @@ class AutoReplier:
             severity=severity,
             team=self._team,
             requester_name=ticket.requester_name,
-            support_hours=self._support_hours(policy.calendar, calendar, now),
+            support_hours=describe_hours(calendar, now),
             response=due_text(dues.response_target, dues.response_due) if dues else None,
             resolution=due_text(dues.resolution_target, dues.resolution_due) if dues else None,
             out_of_hours=clock_start > now + timedelta(seconds=1),
@@ -187,16 +185,6 @@ class AutoReplier:
             missing_customer_id=ticket.customer_id is None,
             notices=notices,
         )
-
-
-    def _support_hours(self, name: str, calendar: BusinessCalendar, now: datetime) -> str:
-        key = (name, now)
-        hours = self._hours.get(key)
-        if hours is None:
-            if len(self._hours) >= _KEPT_WORDINGS:
-                self._hours.clear()
-            hours = self._hours[key] = describe_hours(calendar, now)
-        return hours
 
 
 def _sender_zone(message: ParsedMessage) -> timezone | None:

@@ -19,7 +19,7 @@ from mailbot.clock import Clock
 from mailbot.conversation.ids import ThreadSigner
 from mailbot.replies.compose import compose, domain_of
 from mailbot.replies.render import ReplyRenderer
-from mailbot.sla import BusinessCalendar, SlaBook
+from mailbot.sla import SlaBook
 from mailbot.sla.escalation import Escalation, TicketClock, escalations_due
 from mailbot.sla.wording import local_moment
 from mailbot.store import Database
@@ -99,9 +99,6 @@ class SlaWatcher:
             if len(tickets) < page:
                 return report
 
-    def _calendar(self, ticket: Ticket) -> BusinessCalendar:
-        return self.sla.calendar_of(ticket.sla_policy)
-
     def _escalate(self, ticket_id: int, escalation: Escalation, now: datetime) -> bool:
         try:
             with self.db.transaction() as session:
@@ -143,7 +140,7 @@ class SlaWatcher:
     def _queue(self, session: Session, ticket: Ticket, escalation: Escalation,
                to: tuple[str, ...], note: str | None, now: datetime) -> None:
         assert ticket.id is not None
-        zone = self._calendar(ticket).zone
+        zone = self.sla.calendar_of(ticket.sla_policy).zone
         values = {
             "ticket": {"number": ticket.id, "subject": ticket.subject,
                        "severity": ticket.severity, "status": ticket.status,
@@ -167,5 +164,3 @@ class SlaWatcher:
                        subject=rendered.subject, text=rendered.text,
                        html=rendered.html or None, date=now, ticket_number=ticket.id)
         queue_mail(session, mail, ticket.id, now)
-
-

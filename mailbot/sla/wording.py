@@ -58,8 +58,12 @@ def describe_due(target: Target, due: datetime, zone: ZoneInfo) -> str:
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
+@lru_cache(maxsize=64)
 def describe_hours(calendar: BusinessCalendar, at: datetime) -> str:
-    """`Monday to Friday 08:00-17:00 Sri Lanka Time (UTC+05:30), public holidays excepted`."""
+    """`Monday to Friday 08:00-17:00 Sri Lanka Time (UTC+05:30), public holidays excepted`.
+
+    Kept for repeated moments: a transaction's auto-replies share its moment.
+    """
     if len(calendar.week) == 7 and all(spans == ((time(0), None),)
                                        for spans in calendar.week.values()):
         hours = "around the clock, every day"
