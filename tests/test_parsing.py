@@ -132,6 +132,16 @@ def test_text_line_before_the_headers_is_skipped() -> None:
     assert any("before the headers" in d for d in parsed.defects)
 
 
+def test_mail_parsers_defect_categories_are_kept() -> None:
+    raw = mail('From: a@x.example\nDate: Someday at noon\nSubject: s\nMIME-Version: 1.0\n'
+               'Content-Type: multipart/mixed; boundary="b1"',
+               "--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n")
+    parsed = parse_message(raw)
+    assert {"CloseBoundaryNotFoundDefect", "DateHeaderDefect"} <= set(parsed.defects)
+    assert parsed.body_text == "hello"
+    assert parsed.date is None
+
+
 def test_headers_only_parse_marks_truncated() -> None:
     raw = mail("From: a@x.example\nSubject: big", "x" * 10000)
     parsed = parse_headers_only(raw)
