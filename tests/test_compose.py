@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mailbot.parsing import Attachment
 from mailbot.replies import compose as compose_module
-from mailbot.replies.compose import WrittenAsSet, compose
+from mailbot.replies.compose import WrittenAsSet, compose, domain_of
 
 FAST = WrittenAsSet(linesep="\r\n").clone(max_line_length=0)
 REFERENCE = compat32.clone(linesep="\r\n", max_line_length=0)
@@ -118,3 +118,13 @@ def test_our_usual_mail_takes_the_direct_way(monkeypatch: pytest.MonkeyPatch) ->
     assert plain.get_content().replace("\r\n", "\n") == \
         "Bonjour Zoë,\n\nVotre demande n° 7 est enregistrée.\n"
     assert html.get_content().replace("\r\n", "\n") == "<p>Bonjour</p>\n"
+
+
+@pytest.mark.parametrize(("address", "domain"), [
+    ("Example Support <support@example.test>", "example.test"),
+    ("support@help.example.test", "help.example.test"),
+    ("", "localhost"),
+])
+def test_domain_of_our_address_names_the_message_ids_domain(address: str, domain: str) -> None:
+    assert domain_of(address) == domain
+    assert domain_of(address) == domain  # the second answer is the kept one

@@ -82,7 +82,9 @@ class OutgoingMail:
     raw: bytes
 
 
+@functools.lru_cache(maxsize=16)
 def domain_of(address: str) -> str:
+    """The domain of an address (of ours: the From of every mail we send), for Message-IDs."""
     pairs = getaddresses([address])
     email = pairs[0][1] if pairs else address
     return email.rpartition("@")[2] or "localhost"
