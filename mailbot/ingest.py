@@ -121,6 +121,11 @@ class Ingestor:
         """Whether a pass over `backlog` messages analyses them in worker processes."""
         return self.pool is not None and self.pool.workers > 0 and backlog >= self.parallel_from
 
+    @property
+    def workers_running(self) -> bool:
+        """Whether analysis worker processes have started."""
+        return self.pool is not None and self.pool.started
+
     def prepare(self, items: Sequence[Incoming], *, parallel: bool = False) -> PendingAnalysis:
         """Start analysing messages ahead of storing them (in a worker when `parallel`)."""
         raws = [item.raw for item in items]

@@ -232,8 +232,11 @@ class MailboxPoller:
                             _advance(self.plan.name, uidvalidity, message.uid))
             batch.messages[id(item)] = message
             items.append(item)
-        batch.chunks = [(chunk, self.ingestor.prepare(chunk, parallel=parallel))
-                        for chunk in _chunks(items, self.plan.commit_every)]
+        chunks = _chunks(items, self.plan.commit_every)
+        where = in_workers(len(chunks), parallel=parallel,
+                           workers_running=self.ingestor.workers_running)
+        batch.chunks = [(chunk, self.ingestor.prepare(chunk, parallel=to_workers))
+                        for chunk, to_workers in zip(chunks, where, strict=True)]
         return batch
 
     def _ingest_batch(self, conn: ImapConnection, batch: _FetchedBatch,
@@ -347,6 +350,19 @@ def _batches(conn: ImapConnection, uids: list[int], batch_size: int) -> Iterator
     for start in range(0, len(uids), window):
         part = uids[start:start + window]
         yield from batches_by_size(part, conn.sizes(part), max_count=batch_size)
+
+
+def in_workers(chunks: int, *, parallel: bool, workers_running: bool) -> list[bool]:
+    """Which chunks of a fetched batch go to the analysis workers.
+
+    While the workers are still to start (the first backlog), the batch's first chunk is
+    analysed in this process: it would otherwise wait for their start-up, and they take the
+    rest meanwhile. A batch of one chunk goes to them, so that they do start.
+    """
+    if not parallel:
+        return [False] * chunks
+    first_here = not workers_running and chunks > 1
+    return [not (first_here and n == 0) for n in range(chunks)]
 
 
 def _chunks(items: list[Incoming], size: int) -> list[list[Incoming]]:

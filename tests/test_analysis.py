@@ -21,7 +21,7 @@ from mailbot.ingest import Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.parsing import ParsedMessage
 from mailbot.pipeline import Analysis, Classification, DefaultSeverity, IngestPolicy, Rejection
-from mailbot.poller import MailboxPlan, MailboxPoller
+from mailbot.poller import MailboxPlan, MailboxPoller, in_workers
 from mailbot.rules.book import RuleBook
 from mailbot.store import Database
 from mailbot.store.models import Ticket
@@ -116,6 +116,13 @@ def test_a_reloaded_rule_set_reaches_the_workers(pool: AnalysisPool, tmp_path: P
     assert [(d.classification.severity, d.classification.hits[0].rule_id)
             for d in (*first, *second) if isinstance(d, Analysis)] == \
         [("P2", "first"), ("P1", "second")]
+
+
+def test_while_the_workers_start_a_batchs_first_chunk_is_analysed_here() -> None:
+    assert in_workers(3, parallel=True, workers_running=False) == [False, True, True]
+    assert in_workers(3, parallel=True, workers_running=True) == [True, True, True]
+    assert in_workers(1, parallel=True, workers_running=False) == [True]  # so they start
+    assert in_workers(2, parallel=False, workers_running=False) == [False, False]
 
 
 @pytest.mark.dovecot
