@@ -9,11 +9,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from sqlmodel import col, select
+from structlog.testing import capture_logs
 
 from mailbot.app import App
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
-from mailbot.ingest import Ingestor, OutcomeKind
+from mailbot.ingest import Incoming, Ingestor, Outcome, OutcomeKind
 from mailbot.pipeline import DefaultSeverity
 from mailbot.store import Database
 from mailbot.store.models import Event, Message, OutboxMail, Ticket
@@ -215,3 +216,30 @@ def test_out_of_office_and_bounces_of_our_mail_stay_on_their_ticket(db: Database
     assert desk.new_mail() == []
     ticket = desk.ticket(1)
     assert (ticket.message_count, ticket.status, ticket.first_response_at) == (3, "open", None)
+
+
+def test_a_reply_in_the_transaction_of_its_ticket_finds_that_ticket(db: Database) -> None:
+    """New tickets' rows may wait with the transaction's other rows; a reply read after them
+    in the same transaction still finds its ticket, its requester and its first mail."""
+    desk = Desk(db)
+    other = FIRST.replace(b"jane@customer.example", b"raj@customer.example").replace(
+        b"<m1@customer.example>", b"<m2@customer.example>")
+    third = other.replace(b"raj@", b"mia@").replace(b"<m2@", b"<m3@")
+    answer = (b"From: Raj <raj@customer.example>\r\nTo: support@example.com\r\n"
+              b"Subject: Re: [#2] Printer offline\r\nMessage-ID: <m4@customer.example>\r\n"
+              b"In-Reply-To: <m2@customer.example>\r\nReferences: <m2@customer.example>\r\n"
+              b"\r\nIt is the one on the second floor.\r\n")
+    items = [Incoming(raw, f"t:{n}") for n, raw in enumerate([FIRST, other, third, answer])]
+    outcomes: list[Outcome] = []
+    with capture_logs() as logs:
+        desk.ingestor.ingest_many(items, stored=lambda _, outcome: outcomes.append(outcome))
+    assert "ingest.batch_replayed" not in [entry["event"] for entry in logs]  # one transaction
+    assert [(o.kind, o.ticket_number) for o in outcomes] == [
+        (OutcomeKind.TICKET, 1), (OutcomeKind.TICKET, 2), (OutcomeKind.TICKET, 3),
+        (OutcomeKind.FOLLOW_UP, 2)]
+    assert [desk.ticket(n).requester for n in (1, 2, 3)] == [
+        "jane@customer.example", "raj@customer.example", "mia@customer.example"]
+    assert desk.ticket(2).message_count == 2
+    with db.session() as session:
+        assert session.exec(select(Message.ticket_id).order_by(col(Message.id))).all() == [
+            1, 2, 3, 2]

@@ -336,6 +336,11 @@ def test_a_transactions_blobs_and_messages_are_one_insert_each_and_seen_by_its_q
     assert seen_by_a_query == [1, 2, 3, 4]  # in the same transaction, before its commit
     message_inserts = [many for text, many in statements if text == "INSERT INTO messages"]
     assert message_inserts == [True, False]  # four mails at once; the one with a file alone
+    assert [o.ticket_number for o in outcomes] == [1, 2, 3, 4, 5]
+    ticket_inserts = [many for text, many in statements if text == "INSERT INTO tickets"]
+    # SQLite: the first ticket takes the write lock, the next numbers wait with the pending
+    # rows (three until the query, the fifth until its file's row); PostgreSQL: one each.
+    assert ticket_inserts == ([False, True, False] if db.dialect == "sqlite" else [False] * 5)
     with db.session() as session:
         assert len(session.exec(select(Message)).all()) == 5
         assert len(session.exec(select(Blob)).all()) == 6  # five mails and one file

@@ -41,6 +41,7 @@ _INSERT_EVENT = _TABLES["events"].insert()
 _PENDING_EVENTS = "mailbot.pending_events"
 _PENDING_ADVANCES = "mailbot.pending_advances"
 _PENDING_ROWS = "mailbot.pending_rows"
+_NEXT_TICKET = "mailbot.next_ticket_number"
 _INSERT_MESSAGE = _TABLES["messages"].insert()
 _INSERT_ATTACHMENT = _TABLES["attachments"].insert()
 _INSERT_OUTBOX = _TABLES["outbox"].insert()
@@ -92,7 +93,7 @@ def _pending_rows(session: OrmSession) -> dict[str, Any]:
 
 
 def write_pending_rows(session: OrmSession) -> None:
-    """Write the blobs, messages and outbox mails put so far: one INSERT each for all.
+    """Write the blobs, tickets, messages and outbox mails put so far: one INSERT each for all.
 
     They are written before anything else runs in the transaction (a query, another INSERT
     or UPDATE, a flush of ORM objects, the commit): nothing can see them missing. A
@@ -105,7 +106,8 @@ def write_pending_rows(session: OrmSession) -> None:
     blobs = pending.get("blobs")
     if blobs:
         connection.execute(_PUT_BLOB[connection.dialect.name], list(blobs.values()))
-    for statement, rows in ((_INSERT_MESSAGE, pending.get("messages")),
+    for statement, rows in ((_INSERT_TICKET, pending.get("tickets")),
+                            (_INSERT_MESSAGE, pending.get("messages")),
                             (_INSERT_OUTBOX, pending.get("outbox"))):
         if rows:
             connection.execute(statement, rows)
@@ -138,6 +140,7 @@ def add_event(session: Session, ticket_id: int, at: datetime, kind: str,
 def _write_pending(session: Session) -> None:
     """The writes deferred to the commit: a transaction's rows, events and mailbox advances."""
     write_pending_rows(session)
+    session.info.pop(_NEXT_TICKET, None)  # the write lock goes with the commit
     events = session.info.pop(_PENDING_EVENTS, None)
     if events:
         session.execute(_INSERT_EVENT, events)
@@ -151,6 +154,7 @@ def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING_ROWS, None)
     session.info.pop(_PENDING_EVENTS, None)
     session.info.pop(_PENDING_ADVANCES, None)
+    session.info.pop(_NEXT_TICKET, None)
 
 
 def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
@@ -182,11 +186,7 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
         sla_policy=dues.policy if dues else None,
         parent_id=parent_id,
     )
-    # Inserted on the connection, then handed to the session as the row it now is. The row
-    # refers to nothing the session holds back, so nothing is flushed or written before it:
-    # the transaction's pending rows and changed tickets still go in together.
-    ticket = stored_row(Ticket, id=_inserted(session.connection(), _INSERT_TICKET, values),
-                        **values)
+    ticket = stored_row(Ticket, id=_new_ticket_number(session, values), **values)
     session.add(ticket)
     assert ticket.id is not None
     add_message(session, ticket.id, analysis, raw, source=source, received_at=now)
@@ -200,6 +200,28 @@ def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: s
                   resolution_due=(dues.resolution_due.isoformat() if dues.resolution_due
                                   else None))
     return ticket
+
+
+def _new_ticket_number(session: Session, values: dict[str, Any]) -> int:
+    """The number of a new ticket with `values`, its row inserted now or with the pending rows.
+
+    The first new ticket of a transaction is inserted on the connection, not through the
+    session, so nothing is flushed or written before it. On SQLite that INSERT takes the
+    database's only write lock, held until the transaction ends: the numbers after it are
+    this transaction's to give, and those tickets' rows wait with its other pending rows
+    (one INSERT for all). On PostgreSQL other instances take numbers meanwhile, so each
+    ticket gets its number from the database with its row.
+    """
+    following: int | None = session.info.get(_NEXT_TICKET)
+    if following is not None:
+        session.info[_NEXT_TICKET] = following + 1
+        _pending_rows(session).setdefault("tickets", []).append({"id": following, **values})
+        return following
+    connection = session.connection()
+    number = _inserted(connection, _INSERT_TICKET, values)
+    if connection.dialect.name == "sqlite":
+        session.info[_NEXT_TICKET] = number + 1
+    return number
 
 
 def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes, *,
