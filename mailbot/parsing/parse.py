@@ -54,6 +54,14 @@ class _RawHeaderValues(email_policy.Compat32):
 
 
 _READ = _RawHeaderValues()
+_UUENCODINGS = {"x-uuencode", "uuencode", "x-uue", "uue"}
+_MAX_JUNK_LINES = 5
+_MAX_HEADER_BYTES = 256 * 1024
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
+_MAX_LISTED_DEPTH = 5  # mails inside attached mails whose files are listed
+_FEED_BYTES = 64 * 1024
+STUB_WORDS = 50  # a text version this short may be a stub pointing at the HTML one
 
 
 class _Diagnosis(mailparser.MailParser):  # type: ignore[misc]  # mail-parser has no types
@@ -65,14 +73,6 @@ class _Diagnosis(mailparser.MailParser):  # type: ignore[misc]  # mail-parser ha
 
     def _make_mail(self, complete: bool = True) -> dict[str, object]:
         return {}
-_UUENCODINGS = {"x-uuencode", "uuencode", "x-uue", "uue"}
-_MAX_JUNK_LINES = 5
-_MAX_HEADER_BYTES = 256 * 1024
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_BLANK_RUNS = re.compile(r"\n[ \t]*(\n[ \t]*){2,}")
-_MAX_LISTED_DEPTH = 5  # mails inside attached mails whose files are listed
-_FEED_BYTES = 64 * 1024
-STUB_WORDS = 50  # a text version this short may be a stub pointing at the HTML one
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
