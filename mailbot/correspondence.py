@@ -27,7 +27,7 @@ from mailbot.replies.render import ReplyRenderer
 from mailbot.sla import Dues, SlaBook
 from mailbot.sla.wording import describe_due
 from mailbot.store.models import Customer, Message, OutboxMail, Ticket
-from mailbot.store.writes import add_event, add_message, queue_mail
+from mailbot.store.writes import add_event, add_message, notification_ids, queue_mail
 
 log = structlog.get_logger("mailbot.correspondence")
 EXCERPT_LINES = 40
@@ -309,10 +309,7 @@ class Correspondence:
 
     def _agent_thread(self, session: Session, ticket_id: int) -> list[str]:
         """Our notifications on a ticket, so agents' mail clients keep one thread."""
-        ids = session.exec(select(OutboxMail.message_id).where(
-            col(OutboxMail.ticket_id) == ticket_id, col(OutboxMail.kind) == "notification")
-            .order_by(col(OutboxMail.id))).all()
-        return list(ids)[-20:]
+        return notification_ids(session, ticket_id)[-20:]
 
     def _due_words(self, dues: Dues | None, which: str) -> str | None:
         if dues is None or self.sla is None:

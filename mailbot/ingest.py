@@ -14,10 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 
 import structlog
-from sqlalchemy import bindparam
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from mailbot.analysis import AnalysisInputs, AnalysisPool, PendingAnalysis
 from mailbot.autoreply import AutoReplier
@@ -34,8 +33,6 @@ from mailbot.store.db import describe_db_error
 from mailbot.store.models import Customer, Ticket
 
 log = structlog.get_logger("mailbot.ingest")
-_TICKET_FOR_UPDATE = (  # built once: it runs for every follow-up
-    select(Ticket).where(col(Ticket.id) == bindparam("number")).with_for_update())
 
 
 class TemporaryFailure(Exception):
@@ -310,8 +307,7 @@ class Ingestor:
                               lambda number: writes.participants(session, number))
         if route.ticket_number is None or route.kind is RouteKind.NEW:
             return route, None
-        ticket = session.exec(_TICKET_FOR_UPDATE, params={"number": route.ticket_number}).first()
-        return route, ticket
+        return route, writes.ticket_for_update(session, route.ticket_number)
 
     def _new_ticket(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
                     mailbox: str | None, now: datetime, parent_id: int | None,

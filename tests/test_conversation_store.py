@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import event as sqlalchemy_event
 from sqlmodel import col, select
 from structlog.testing import capture_logs
 
@@ -243,3 +245,48 @@ def test_a_reply_in_the_transaction_of_its_ticket_finds_that_ticket(db: Database
     with db.session() as session:
         assert session.exec(select(Message.ticket_id).order_by(col(Message.id))).all() == [
             1, 2, 3, 2]
+
+
+def test_replies_to_stored_tickets_leave_the_transactions_other_rows_pending(
+        db: Database) -> None:
+    """Routing a reply reads its ticket before the transaction's unrelated pending rows are
+    written; once the transaction holds a mail of that ticket, the reply sees it."""
+    desk = Desk(db)
+    assert desk.ingestor.ingest(FIRST, source="t").ticket_number == 1
+    other = FIRST.replace(b"jane@customer.example", b"raj@customer.example").replace(
+        b"<m1@customer.example>", b"<m2@customer.example>")
+    copied = (b"From: Jane Doe <jane@customer.example>\r\nTo: support@example.com\r\n"
+              b"Cc: Bob <bob@customer.example>\r\nSubject: [#1] Printer offline\r\n"
+              b"Message-ID: <m3@customer.example>\r\n\r\nBob sees it too.\r\n")
+    # Bob is on ticket 1 only through the copy of the mail before his, in this transaction.
+    from_bob = (b"From: Bob <bob@customer.example>\r\nTo: support@example.com\r\n"
+                b"Subject: [#1] Printer offline\r\nMessage-ID: <m4@customer.example>\r\n"
+                b"\r\nSecond floor.\r\n")
+    third = other.replace(b"raj@", b"mia@").replace(b"<m2@", b"<m5@")
+    items = [Incoming(raw, f"t:{n}") for n, raw in enumerate([other, copied, from_bob, third])]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    outcomes: list[Outcome] = []
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with capture_logs() as logs:
+            desk.ingestor.ingest_many(items, stored=lambda _, outcome: outcomes.append(outcome))
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", record)
+    assert "ingest.batch_replayed" not in [entry["event"] for entry in logs]
+    assert [(o.kind, o.ticket_number) for o in outcomes] == [
+        (OutcomeKind.TICKET, 2), (OutcomeKind.FOLLOW_UP, 1), (OutcomeKind.FOLLOW_UP, 1),
+        (OutcomeKind.TICKET, 3)]
+    reads = [n for n, s in enumerate(statements)
+             if s == "SELECT tickets.requester, messages.sender,"]
+    writes = [n for n, s in enumerate(statements) if s == "INSERT INTO messages"]
+    # Jane's reply is routed before Raj's mail is written; Bob's after Jane's reply is.
+    assert len(reads) == 2 and len(writes) == 2
+    assert reads[0] < writes[0] < reads[1] < writes[1]
+    assert desk.ticket(1).message_count == 3
+    with db.session() as session:
+        assert session.exec(select(Message.ticket_id).order_by(col(Message.id))).all() == [
+            1, 2, 1, 1, 3]

@@ -42,6 +42,7 @@ _PENDING_EVENTS = "mailbot.pending_events"
 _PENDING_ADVANCES = "mailbot.pending_advances"
 _PENDING_ROWS = "mailbot.pending_rows"
 _NEXT_TICKET = "mailbot.next_ticket_number"
+_APART_FROM_PENDING = "mailbot_apart_from_pending"  # see _apart_from_pending
 _INSERT_MESSAGE = _TABLES["messages"].insert()
 _INSERT_ATTACHMENT = _TABLES["attachments"].insert()
 _INSERT_OUTBOX = _TABLES["outbox"].insert()
@@ -115,8 +116,32 @@ def write_pending_rows(session: OrmSession) -> None:
 
 @sa_event.listens_for(Session, "do_orm_execute")
 def _before_a_statement(state: ORMExecuteState) -> None:
-    if _PENDING_ROWS in state.session.info:
+    if _PENDING_ROWS in state.session.info and \
+            not state.execution_options.get(_APART_FROM_PENDING, False):
         write_pending_rows(state.session)
+
+
+def _apart_from_pending(session: OrmSession, ticket_id: int,
+                        *models: type[SQLModel]) -> dict[str, Any]:
+    """Execution options of a query that reads only one ticket's rows of these tables.
+
+    When none of the transaction's pending rows or changed objects of those tables belongs
+    to that ticket, the query can run before them: they stay pending (written together
+    later), and nothing is flushed.
+    """
+    pending = session.info.get(_PENDING_ROWS)
+    if not pending:
+        return {}
+    for model in models:
+        table = str(model.__tablename__)
+        key = "id" if model is Ticket else "ticket_id"
+        if any(row[key] == ticket_id for row in pending.get(table, ())):
+            return {}
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, models) and \
+                getattr(obj, "id" if isinstance(obj, Ticket) else "ticket_id") == ticket_id:
+            return {}
+    return {_APART_FROM_PENDING: True, "autoflush": False}
 
 
 @sa_event.listens_for(Session, "before_flush")
@@ -371,6 +396,11 @@ _TICKET_PARTICIPANTS = select(
     col(Ticket.requester), col(Message.sender), col(Message.cc), col(Message.role),
 ).select_from(Ticket).outerjoin(Message, col(Message.ticket_id) == col(Ticket.id)).where(
     col(Ticket.id) == bindparam("ticket"))
+_TICKET_FOR_UPDATE = select(Ticket).where(
+    col(Ticket.id) == bindparam("number")).with_for_update()
+_NOTIFICATION_IDS = select(col(OutboxMail.message_id)).where(
+    col(OutboxMail.ticket_id) == bindparam("ticket"), col(OutboxMail.kind) == "notification",
+).order_by(col(OutboxMail.id))
 _STORED_KEYS = select(
     col(Message.idempotency_key), col(Message.message_id), col(Message.ticket_id)).where(
     col(Message.idempotency_key).in_(bindparam("keys", expanding=True)))
@@ -385,7 +415,9 @@ def participants(session: Session, ticket_id: int) -> set[str] | None:
     One query for the ticket and its mails: routing asks this of every reply, and loading
     the ticket as an object cost more than the rest of routing it.
     """
-    rows = session.execute(_TICKET_PARTICIPANTS, {"ticket": ticket_id}).all()
+    options = _apart_from_pending(session, ticket_id, Ticket, Message)
+    rows = session.execute(_TICKET_PARTICIPANTS, {"ticket": ticket_id},
+                           execution_options=options).all()
     if not rows:
         return None
     requester = rows[0][0]
@@ -396,6 +428,19 @@ def participants(session: Session, ticket_id: int) -> set[str] | None:
         if role == "customer":
             found.update(a.lower() for a in cc)
     return found
+
+
+def ticket_for_update(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket, its row locked until the transaction ends (on PostgreSQL)."""
+    return session.exec(_TICKET_FOR_UPDATE, params={"number": ticket_id},
+                        execution_options=_apart_from_pending(session, ticket_id, Ticket)).first()
+
+
+def notification_ids(session: Session, ticket_id: int) -> list[str]:
+    """The Message-IDs of the notifications sent to agents about a ticket, oldest first."""
+    return list(session.exec(
+        _NOTIFICATION_IDS, params={"ticket": ticket_id},
+        execution_options=_apart_from_pending(session, ticket_id, OutboxMail)).all())
 
 
 def stored_keys(session: Session, keys: Iterable[str]) -> dict[str, tuple[str | None, int]]:
