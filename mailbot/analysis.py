@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from mailbot.heap import settle_after_startup
+from mailbot.heap import pause_collections, settle_after_startup
 from mailbot.identify import CustomerDirectory
 from mailbot.pipeline import Analysis, Classifier, IngestPolicy, Rejection, analyze
 from mailbot.rules.book import RuleBook
@@ -115,9 +115,11 @@ class AnalysisPool:
     def _running(self) -> ProcessPoolExecutor:
         if self._executor is None:
             # spawn, not fork: the daemon has threads (mailboxes, outbox, metrics) whose locks
-            # a forked child would inherit in whatever state they were.
+            # a forked child would inherit in whatever state they were. A worker collects
+            # nothing while it imports and unpickles its inputs, until its first chunk.
             self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=pause_collections)
             log.info("analysis.workers_started", workers=self.workers)
         return self._executor
 

@@ -7,13 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailbot.heap import YOUNG_COLLECTION_AFTER, settle_after_startup
+from mailbot.heap import (
+    YOUNG_COLLECTION_AFTER,
+    collections_paused,
+    pause_collections,
+    settle_after_startup,
+)
 
 
 @pytest.fixture
 def collector() -> Iterator[None]:
     threshold = gc.get_threshold()
     yield
+    gc.enable()
     gc.unfreeze()
     gc.set_threshold(*threshold)
 
@@ -28,3 +34,22 @@ def test_what_startup_built_is_left_out_of_later_collections() -> None:
     cycle.append(cycle)
     del cycle
     assert gc.collect() >= 1  # garbage made later is still collected
+
+
+@pytest.mark.usefixtures("collector")
+def test_collections_paused_at_startup_start_again_once_it_has_settled() -> None:
+    pause_collections()  # a worker's first act
+    assert not gc.isenabled()
+    settle_after_startup()
+    assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_command_imports_with_collections_paused_then_runs_with_them() -> None:
+    with collections_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    with collections_paused():
+        pass
+    assert not gc.isenabled()  # left as it was found
