@@ -132,14 +132,12 @@ def _apart_from_pending(session: OrmSession, ticket_id: int,
     pending = session.info.get(_PENDING_ROWS)
     if not pending:
         return {}
+    changed = (*session.new, *session.dirty)
     for model in models:
-        table = str(model.__tablename__)
-        key = "id" if model is Ticket else "ticket_id"
-        if any(row[key] == ticket_id for row in pending.get(table, ())):
-            return {}
-    for obj in (*session.new, *session.dirty):
-        if isinstance(obj, models) and \
-                getattr(obj, "id" if isinstance(obj, Ticket) else "ticket_id") == ticket_id:
+        key = "id" if model is Ticket else "ticket_id"  # the column naming the ticket
+        if any(row[key] == ticket_id for row in pending.get(str(model.__tablename__), ())) or \
+                any(isinstance(obj, model) and getattr(obj, key) == ticket_id
+                    for obj in changed):
             return {}
     return {_APART_FROM_PENDING: True, "autoflush": False}
 
