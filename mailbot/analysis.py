@@ -1,9 +1,11 @@
 """Parsing and classifying messages in worker processes, while the main process stores.
 
 A backlog is analysed a chunk ahead: a worker parses and classifies the next messages while
-the main process writes the current ones and talks to the IMAP server. What a worker
-returns is exactly what `pipeline.analyze` returns in the main process; a worker that dies,
-hangs or cannot be started costs only time: its chunk is analysed in the main process.
+the main process writes the current ones and talks to the IMAP server. When the worker is the
+slower of the two, the main process analyses the tail of each chunk itself (`WorkSharing`).
+What a worker returns is exactly what `pipeline.analyze` returns in the main process; a
+worker that dies, hangs or cannot be started costs only time: its chunk is analysed in the
+main process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = structlog.get_logger("mailbot.analysis")
 Decision = Analysis | Rejection | BaseException
 CHUNK_TIMEOUT_S = 120.0  # far beyond any chunk's analysis: regex tests are bounded at 50 ms
 STOP_TIMEOUT_S = 5.0  # for a terminated worker to exit
+LATE_S = 0.002  # a worker's answer waited for longer than this came late
 
 
 class AnalysisFailed(Exception):
@@ -55,11 +58,40 @@ def analyze_all(raws: Sequence[bytes], inputs: AnalysisInputs) -> list[Decision]
     return decisions
 
 
+class WorkSharing:
+    """How many mails at the end of each chunk the main process analyses itself.
+
+    The worker analyses a batch ahead while the main process stores the one before. When the
+    main process had to wait for a chunk, the worker is the slower side: the next chunks leave
+    more of their mails here (a tenth of a chunk more). When it did not wait, one fewer, so
+    that a main process that is itself the slower side soon leaves the worker everything.
+    At most half of a chunk stays here.
+    """
+
+    def __init__(self) -> None:
+        self.kept = 0
+
+    def split(self, count: int) -> int:
+        """How many of a chunk of `count` mails, from its end, to analyse here."""
+        return min(self.kept, count // 2)
+
+    def answered(self, waited: float, count: int) -> None:
+        """The worker's answer for a chunk of `count` mails was waited for `waited` seconds."""
+        if waited > LATE_S:
+            self.kept = min(count // 2, self.kept + max(1, count // 10))
+        else:
+            self.kept = max(0, self.kept - 1)
+
+
 _worker_inputs: dict[int, AnalysisInputs] = {}
 
 
 def _work(generation: int, inputs: bytes, raws: list[bytes]) -> list[Decision]:
-    """In a worker: analyse `raws` with the inputs of `generation`, unpickled once."""
+    """In a worker: analyse `raws` with the inputs of `generation`, unpickled once.
+
+    Called with no mails when the workers start, so that they have imported what analysing
+    needs and unpickled the inputs by the time the first chunk comes.
+    """
     known = _worker_inputs.get(generation)
     if known is None:
         _worker_inputs.clear()
@@ -76,8 +108,10 @@ class AnalysisPool:
     def __init__(self, workers: int, *, timeout: float = CHUNK_TIMEOUT_S) -> None:
         self.workers = workers
         self.timeout = timeout
+        self.sharing = WorkSharing()
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._warming: Future[list[Decision]] | None = None
         self._inputs: tuple[object, ...] = ()
         self._blob: bytes | None = None
         self._generation = 0
@@ -87,19 +121,43 @@ class AnalysisPool:
         """Whether worker processes are running (they start with the first backlog)."""
         return self._executor is not None
 
+    def ready(self, inputs: AnalysisInputs) -> bool:
+        """Whether the workers are up to take a chunk at once; starts them when none runs.
+
+        Until they have started (imported what analysing needs, unpickled the inputs: about
+        a second), chunks are better analysed in the main process than queued behind that.
+        """
+        with self._lock:
+            if self._executor is None:
+                self._start(inputs)
+            warming = self._warming
+            if warming is None or not warming.done():
+                return False
+            failure = None if warming.cancelled() else warming.exception()
+        if failure is not None:  # started again at the next call
+            self.failed(failure)
+            return False
+        return True
+
     def submit(self, raws: Sequence[bytes], inputs: AnalysisInputs) -> PendingAnalysis:
-        """Start analysing `raws` in a worker; the result is ready when the caller needs it."""
+        """Start analysing `raws` in a worker; the result is ready when the caller needs it.
+
+        The last `sharing.split` of them are left to the main process, analysed when the
+        decisions are asked for, before waiting for the worker's.
+        """
         future: Future[list[Decision]] | None = None
+        kept = self.sharing.split(len(raws))
         with self._lock:
             blob = self._inputs_blob(inputs)
             if blob is not None and self.workers > 0:
                 try:
-                    future = self._running().submit(_work, self._generation, blob, list(raws))
+                    future = self._running(blob).submit(
+                        _work, self._generation, blob, list(raws[:len(raws) - kept]))
                 except Exception as exc:
                     log.warning("analysis.workers_unavailable", error=repr(exc),
                                 detail="analysing in the main process")
                     self._stop_workers()
-        return PendingAnalysis(raws, inputs, future, self)
+        return PendingAnalysis(raws, inputs, future, self, kept=kept if future else 0)
 
     def close(self) -> None:
         with self._lock:
@@ -112,7 +170,18 @@ class AnalysisPool:
         with self._lock:
             self._stop_workers()
 
-    def _running(self) -> ProcessPoolExecutor:
+    def _start(self, inputs: AnalysisInputs) -> None:
+        blob = self._inputs_blob(inputs)
+        if blob is None or self.workers <= 0:
+            return
+        try:
+            self._running(blob)
+        except Exception as exc:
+            log.warning("analysis.workers_unavailable", error=repr(exc),
+                        detail="analysing in the main process")
+            self._stop_workers()
+
+    def _running(self, blob: bytes) -> ProcessPoolExecutor:
         if self._executor is None:
             # spawn, not fork: the daemon has threads (mailboxes, outbox, metrics) whose locks
             # a forked child would inherit in whatever state they were. A worker collects
@@ -120,11 +189,13 @@ class AnalysisPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=pause_collections)
+            self._warming = self._executor.submit(_work, self._generation, blob, [])
             log.info("analysis.workers_started", workers=self.workers)
         return self._executor
 
     def _stop_workers(self) -> None:
         executor, self._executor = self._executor, None
+        self._warming = None
         if executor is None:
             return
         processes: dict[Any, Any] = getattr(executor, "_processes", None) or {}
@@ -154,14 +225,19 @@ class AnalysisPool:
 
 
 class PendingAnalysis:
-    """The decisions about a chunk: from a worker when one took it, else made on demand."""
+    """The decisions about a chunk: from a worker when one took it, else made on demand.
+
+    A worker may have taken all but the last `kept` mails: those are analysed here.
+    """
 
     def __init__(self, raws: Sequence[bytes], inputs: AnalysisInputs,
-                 future: Future[list[Decision]] | None, pool: AnalysisPool | None) -> None:
+                 future: Future[list[Decision]] | None, pool: AnalysisPool | None, *,
+                 kept: int = 0) -> None:
         self._raws = raws
         self._inputs = inputs
         self._future = future
         self._pool = pool
+        self._kept = kept
         self.waited = 0.0  # seconds the caller waited for a worker's answer
 
     @classmethod
@@ -170,15 +246,20 @@ class PendingAnalysis:
         return cls(raws, inputs, None, None)
 
     def decisions(self) -> list[Decision]:
-        if self._future is not None and self._pool is not None:
-            started = time.monotonic()
-            try:
-                decisions = self._future.result(timeout=self._pool.timeout)
-                self.waited = time.monotonic() - started
-                if len(decisions) == len(self._raws):
-                    return decisions
-                raise AnalysisFailed(f"{len(decisions)} decisions for {len(self._raws)} mails")
-            except Exception as exc:
-                self._future.cancel()
-                self._pool.failed(exc)
-        return analyze_all(self._raws, self._inputs)
+        if self._future is None or self._pool is None:
+            return analyze_all(self._raws, self._inputs)
+        given = len(self._raws) - self._kept
+        here = analyze_all(self._raws[given:], self._inputs)
+        started = time.monotonic()
+        try:
+            decisions = self._future.result(timeout=self._pool.timeout)
+            self.waited = time.monotonic() - started
+            if len(decisions) != given:
+                raise AnalysisFailed(f"{len(decisions)} decisions for {given} mails")
+        except Exception as exc:
+            self._future.cancel()
+            self._pool.failed(exc)
+            decisions = analyze_all(self._raws[:given], self._inputs)
+        else:
+            self._pool.sharing.answered(self.waited, len(self._raws))
+        return [*decisions, *here]

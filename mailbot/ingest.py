@@ -118,10 +118,10 @@ class Ingestor:
         """Whether a pass over `backlog` messages analyses them in worker processes."""
         return self.pool is not None and self.pool.workers > 0 and backlog >= self.parallel_from
 
-    @property
-    def workers_running(self) -> bool:
-        """Whether analysis worker processes have started."""
-        return self.pool is not None and self.pool.started
+    def workers_ready(self) -> bool:
+        """Whether analysis workers can take a chunk at once; starts them if none runs."""
+        return self.pool is not None and self.pool.ready(
+            AnalysisInputs(self.policy, self.directory, self.classifier))
 
     def prepare(self, items: Sequence[Incoming], *, parallel: bool = False) -> PendingAnalysis:
         """Start analysing messages ahead of storing them (in a worker when `parallel`)."""

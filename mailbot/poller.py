@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -207,20 +208,24 @@ class MailboxPoller:
         if not uids:
             return
         parallel = self.ingestor.parallel(len(uids))
+        if parallel:  # the workers start while the first batch is fetched
+            self.ingestor.workers_ready()
         ahead: _FetchedBatch | None = None
-        for batch in _batches(conn, uids, plan.batch_size):
-            if self._stop():
-                break
-            fetched = conn.fetch(batch)
-            report.fetched += len(fetched)
-            # This batch is analysed (in a worker, for a backlog) while the one before is
-            # stored and acked.
-            current = self._prepare(fetched, uidvalidity, parallel)
+        with _Prefetch(conn, _batches(conn, uids, plan.batch_size)) as prefetch:
+            while not self._stop():
+                fetched = prefetch.next()
+                if fetched is None:
+                    break
+                report.fetched += len(fetched)
+                # This batch is analysed (in a worker, for a backlog) while the one before is
+                # stored and acked, and the one after fetched.
+                current = self._prepare(fetched, uidvalidity, parallel)
+                prefetch.start()
+                if ahead is not None:
+                    self._ingest_batch(conn, ahead, report, before_ack=prefetch.wait)
+                ahead = current
             if ahead is not None:
-                self._ingest_batch(conn, ahead, report)
-            ahead = current
-        if ahead is not None:
-            self._ingest_batch(conn, ahead, report)
+                self._ingest_batch(conn, ahead, report, before_ack=prefetch.wait)
 
     def _prepare(self, fetched: list[FetchedMessage], uidvalidity: int,
                  parallel: bool) -> _FetchedBatch:
@@ -232,16 +237,18 @@ class MailboxPoller:
                             _advance(self.plan.name, uidvalidity, message.uid))
             batch.messages[id(item)] = message
             items.append(item)
-        chunks = _chunks(items, self.plan.commit_every)
-        where = in_workers(len(chunks), parallel=parallel,
-                           workers_running=self.ingestor.workers_running)
+        # Until the workers have started, this process analyses the chunks itself.
+        to_workers = parallel and self.ingestor.workers_ready()
         batch.chunks = [(chunk, self.ingestor.prepare(chunk, parallel=to_workers))
-                        for chunk, to_workers in zip(chunks, where, strict=True)]
+                        for chunk in _chunks(items, self.plan.commit_every)]
         return batch
 
-    def _ingest_batch(self, conn: ImapConnection, batch: _FetchedBatch,
-                      report: PassReport) -> None:
-        """Store a fetched batch, sharing commits; ack exactly what has been committed."""
+    def _ingest_batch(self, conn: ImapConnection, batch: _FetchedBatch, report: PassReport,
+                      before_ack: Callable[[], None] = lambda: None) -> None:
+        """Store a fetched batch, sharing commits; ack exactly what has been committed.
+
+        `before_ack` returns once the connection is free for the ack (no fetch under way).
+        """
         processed: list[int] = []
         quarantined: list[int] = []
 
@@ -270,6 +277,7 @@ class MailboxPoller:
                 if self.on_commit is not None:
                     self.on_commit()
         finally:
+            before_ack()
             self._ack(conn, processed, quarantined)
             report.acked += len(processed) + len(quarantined)
 
@@ -340,6 +348,50 @@ class _FetchedBatch:
     chunks: list[tuple[list[Incoming], PendingAnalysis]] = field(default_factory=list)
 
 
+class _Prefetch:
+    """Fetches the next batch in a thread of its own while the current one is stored.
+
+    The connection carries one command at a time: `start` is called with nothing else under
+    way on it, and `wait` returns once the fetch is over, before anything else is sent.
+    A fetch's error is raised by the `next` that takes its batch.
+    """
+
+    def __init__(self, conn: ImapConnection, batches: Iterator[list[int]]) -> None:
+        self._conn = conn
+        self._batches = batches  # asks the server for sizes as it goes: only between fetches
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-fetch")
+        self._fetching: Future[list[FetchedMessage]] | None = None
+        self._done = False
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.wait()
+        self._thread.shutdown(wait=True)
+
+    def start(self) -> None:
+        """Begin fetching the next batch, if there is one."""
+        if self._fetching is not None or self._done:
+            return
+        uids = next(self._batches, None)
+        if uids is None:
+            self._done = True
+            return
+        self._fetching = self._thread.submit(self._conn.fetch, uids)
+
+    def wait(self) -> None:
+        """Return once no fetch is under way (its result, or error, kept for `next`)."""
+        if self._fetching is not None:
+            wait([self._fetching])
+
+    def next(self) -> list[FetchedMessage] | None:
+        """The next batch's messages; None when every batch has been fetched."""
+        self.start()
+        fetching, self._fetching = self._fetching, None
+        return None if fetching is None else fetching.result()
+
+
 def _batches(conn: ImapConnection, uids: list[int], batch_size: int) -> Iterator[list[int]]:
     """The pending UIDs in fetch batches, their sizes asked a window at a time as they come.
 
@@ -350,19 +402,6 @@ def _batches(conn: ImapConnection, uids: list[int], batch_size: int) -> Iterator
     for start in range(0, len(uids), window):
         part = uids[start:start + window]
         yield from batches_by_size(part, conn.sizes(part), max_count=batch_size)
-
-
-def in_workers(chunks: int, *, parallel: bool, workers_running: bool) -> list[bool]:
-    """Which chunks of a fetched batch go to the analysis workers.
-
-    While the workers are still to start (the first backlog), the batch's first chunk is
-    analysed in this process: it would otherwise wait for their start-up, and they take the
-    rest meanwhile. A batch of one chunk goes to them, so that they do start.
-    """
-    if not parallel:
-        return [False] * chunks
-    first_here = not workers_running and chunks > 1
-    return [not (first_here and n == 0) for n in range(chunks)]
 
 
 def _chunks(items: list[Incoming], size: int) -> list[list[Incoming]]:

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,14 +15,14 @@ import pytest
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from mailbot.analysis import AnalysisInputs, AnalysisPool, PendingAnalysis
+from mailbot.analysis import AnalysisInputs, AnalysisPool, PendingAnalysis, WorkSharing
 from mailbot.clock import FrozenClock
 from mailbot.identify import CustomerDirectory, CustomerMatch, CustomerRecord, compile_patterns
 from mailbot.ingest import Ingestor
 from mailbot.mail.imap import ImapEndpoint
 from mailbot.parsing import ParsedMessage
 from mailbot.pipeline import Analysis, Classification, DefaultSeverity, IngestPolicy, Rejection
-from mailbot.poller import MailboxPlan, MailboxPoller, in_workers
+from mailbot.poller import MailboxPlan, MailboxPoller
 from mailbot.rules.book import RuleBook
 from mailbot.store import Database
 from mailbot.store.models import Ticket
@@ -118,11 +119,59 @@ def test_a_reloaded_rule_set_reaches_the_workers(pool: AnalysisPool, tmp_path: P
         [("P2", "first"), ("P1", "second")]
 
 
-def test_while_the_workers_start_a_batchs_first_chunk_is_analysed_here() -> None:
-    assert in_workers(3, parallel=True, workers_running=False) == [False, True, True]
-    assert in_workers(3, parallel=True, workers_running=True) == [True, True, True]
-    assert in_workers(1, parallel=True, workers_running=False) == [True]  # so they start
-    assert in_workers(2, parallel=False, workers_running=False) == [False, False]
+def test_a_chunk_shared_with_the_main_process_is_decided_as_a_whole_in_order(
+        pool: AnalysisPool) -> None:
+    """The worker takes the head of the chunk, the main process its tail: same decisions."""
+    raws = [mail(n, "Complete outage: site is down" if n % 2 else "How do I add a user?")
+            for n in range(1, 9)]
+    inputs = AnalysisInputs(POLICY, DIRECTORY, RuleBook(REPO / "rules"))
+    expected = [summary(d) for d in PendingAnalysis.here(raws, inputs).decisions()]
+    pool.sharing.kept = 3
+    assert pool.sharing.split(len(raws)) == 3
+    assert [summary(d) for d in pool.submit(raws, inputs).decisions()] == expected
+
+
+def test_the_main_process_takes_more_of_each_chunk_while_it_waits_for_the_worker() -> None:
+    sharing = WorkSharing()
+    assert sharing.split(50) == 0
+    sharing.answered(0.2, 50)  # waited: the worker is the slower side
+    sharing.answered(0.2, 50)
+    assert sharing.split(50) == 10
+    for _ in range(10):
+        sharing.answered(0.2, 50)
+    assert sharing.split(50) == 25  # never more than half a chunk
+    assert sharing.split(7) == 3
+    sharing.answered(0.0, 50)  # the answer was there: give the worker one more
+    assert sharing.split(50) == 24
+    for _ in range(100):
+        sharing.answered(0.0, 50)
+    assert sharing.split(50) == 0
+
+
+def test_the_workers_are_ready_only_once_started(pool: AnalysisPool) -> None:
+    """Asking starts them; they are ready when they have imported and unpickled the inputs."""
+    inputs = AnalysisInputs(POLICY, DIRECTORY, RuleBook(REPO / "rules"))
+    assert not pool.started
+    assert not pool.ready(inputs)
+    assert pool.started
+    deadline = time.monotonic() + 60
+    while not pool.ready(inputs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.ready(inputs)
+    decisions = pool.submit([mail(1)], inputs).decisions()
+    assert [d.customer.customer_id for d in decisions if isinstance(d, Analysis)] == \
+        ["RC-10001"]
+
+
+def test_inputs_that_cannot_travel_never_make_the_workers_ready(pool: AnalysisPool) -> None:
+    class Local:
+        def classify(self, message: ParsedMessage, customer: CustomerMatch) -> Classification:
+            return Classification("P1", reason="local")
+
+    with capture_logs() as logs:
+        assert not pool.ready(AnalysisInputs(POLICY, DIRECTORY, Local()))
+    assert "analysis.inputs_not_portable" in [entry["event"] for entry in logs]
+    assert not pool.started
 
 
 @pytest.mark.dovecot

@@ -202,6 +202,57 @@ def test_a_backlog_asked_for_its_sizes_a_window_at_a_time_is_drained_whole(
     assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (0, 7)
 
 
+class OneCommandAtATime(ImapConnection):
+    """A real connection that records overlapping commands; its FETCHes are slow and the
+    fifth fails (the first asks for the sizes, the next ones for batches)."""
+
+    def __init__(self, endpoint: ImapEndpoint) -> None:
+        super().__init__(endpoint)
+        self.busy = threading.Lock()
+        self.overlaps = 0
+        self.fetches = 0
+
+    def _call(self, fn: object, *args: object) -> object:
+        if not self.busy.acquire(blocking=False):
+            self.overlaps += 1
+            self.busy.acquire()
+        try:
+            if getattr(fn, "__name__", "") == "fetch":
+                self.fetches += 1
+                if self.fetches == 5:
+                    raise MailboxUnavailable("fetch: connection reset by peer")
+                time.sleep(0.2)  # slow enough that an ack not waiting for it would overlap
+            return super()._call(fn, *args)
+        finally:
+            self.busy.release()
+
+
+def test_a_fetch_failing_while_the_batch_before_is_stored_loses_nothing(
+        dovecot: DovecotServer, db: Database) -> None:
+    """The next batch is fetched while one is stored. When the fourth batch's fetch fails,
+    the second batch, stored meanwhile, is still acked; the third, fetched but not stored,
+    stays in the folder; the pass reports the failure and the next pass takes the rest.
+    No two commands were ever on the connection at once."""
+    dovecot.append_many("INBOX", [customer_mail(n) for n in range(7)])
+    poller = poller_for(dovecot, db)
+    connections: list[OneCommandAtATime] = []
+
+    def connect(endpoint: ImapEndpoint) -> ImapConnection:
+        connections.append(OneCommandAtATime(endpoint))
+        return connections[-1]
+
+    poller._connect = connect
+    with pytest.raises(MailboxUnavailable, match="connection reset"):
+        poller.run_pass()
+    assert ticket_subjects(db) == [f"problem number {n}" for n in range(4)]
+    assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (3, 4)
+    report = poller_for(dovecot, db).run_pass()
+    assert (report.fetched, report.tickets) == (3, 3)
+    assert ticket_subjects(db) == sorted(f"problem number {n}" for n in range(7))
+    assert (dovecot.count("INBOX"), dovecot.count("Processed")) == (0, 7)
+    assert [c.overlaps for c in connections] == [0]
+
+
 def test_idle_sees_mail_that_arrived_in_the_instant_before_it_began(
         dovecot: DovecotServer, db: Database) -> None:
     """Dovecot sends that news right behind IDLE's continuation; it must not wait 30 s."""
