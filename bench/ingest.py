@@ -17,7 +17,9 @@ draining it, floor and mailbot alternating:
 Both run as their own process and are timed from start to exit. Prints messages/s per round,
 the medians and the ratio mailbot/floor; and, steadier than the rates when the machine is
 shared, the CPU each spent a message (user and system time of the process and the processes
-it waited for: mailbot's analysis workers; not Dovecot's nor the SMTP server's).
+it waited for: mailbot's analysis workers; not Dovecot's nor the SMTP server's). Each round
+also says how much of the machine's CPU time was idle and how much the hypervisor took for
+other machines ("stolen"): a round with much stolen time ran on a slower machine.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,29 +77,34 @@ def main() -> None:
         mailbot_cpu: list[float] = []
         for number in range(1, args.rounds + 1):
             refill(dovecot)
-            seconds, cpu = run_floor(dovecot, work / f"floor-{number}.db", appended)
-            floor_rates.append(appended / seconds)
-            floor_cpu.append(cpu / appended)
-            print(f"round {number} floor:   {appended / seconds:7.1f} messages/s "
-                  f"({seconds:.1f} s, CPU {1000 * cpu / appended:.2f} ms a message)", flush=True)
+            timing = run_floor(dovecot, work / f"floor-{number}.db", appended)
+            floor_rates.append(appended / timing.seconds)
+            floor_cpu.append(timing.cpu / appended)
+            print(f"round {number} floor:   {appended / timing.seconds:7.1f} messages/s "
+                  f"({timing.seconds:.1f} s, CPU {1000 * timing.cpu / appended:.2f} ms a "
+                  f"message; {machine(timing)})", flush=True)
             refill(dovecot)
             with ExitStack() as round_stack:
                 url = (round_stack.enter_context(throwaway_database())
                        if args.database == "postgresql"
                        else f"sqlite:///{work / f'mailbot-{number}.db'}")
-                seconds, cpu = run_mailbot(dovecot, smtp, work / f"round-{number}", url,
-                                           appended,
-                                      notify_agents=args.notify_agents)
-            mailbot_rates.append(appended / seconds)
-            mailbot_cpu.append(cpu / appended)
-            print(f"round {number} mailbot: {appended / seconds:7.1f} messages/s "
-                  f"({seconds:.1f} s, {args.database}, CPU {1000 * cpu / appended:.2f} ms a "
-                  "message)", flush=True)
+                timing = run_mailbot(dovecot, smtp, work / f"round-{number}", url, appended,
+                                     notify_agents=args.notify_agents)
+            mailbot_rates.append(appended / timing.seconds)
+            mailbot_cpu.append(timing.cpu / appended)
+            print(f"round {number} mailbot: {appended / timing.seconds:7.1f} messages/s "
+                  f"({timing.seconds:.1f} s, {args.database}, CPU "
+                  f"{1000 * timing.cpu / appended:.2f} ms a message; {machine(timing)})",
+                  flush=True)
     floor, mailbot = statistics.median(floor_rates), statistics.median(mailbot_rates)
     print(f"median floor {floor:.1f} messages/s, mailbot ({args.database}) {mailbot:.1f} "
           f"messages/s: ratio {mailbot / floor:.2f}")
     print(f"median CPU a message: floor {1000 * statistics.median(floor_cpu):.2f} ms, "
           f"mailbot {1000 * statistics.median(mailbot_cpu):.2f} ms")
+
+
+def machine(timing: Timing) -> str:
+    return f"machine {100 * timing.idle:.0f} % idle, {100 * timing.steal:.0f} % stolen"
 
 
 def refill(dovecot: DovecotServer) -> None:
@@ -116,30 +124,53 @@ def refill(dovecot: DovecotServer) -> None:
         client.logout()
 
 
-def timed(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
-    """Wall-clock seconds, CPU seconds (with the processes it waited for), the result."""
+@dataclass(frozen=True)
+class Timing:
+    """One contender's run: wall-clock and CPU seconds, and what the machine did meanwhile."""
+
+    seconds: float
+    cpu: float  # user and system time of the process and the processes it waited for
+    idle: float  # share of the machine's CPU time left idle (or waiting for the disk)
+    steal: float  # share taken by the hypervisor for other machines: a slower round
+
+
+def timed(command: list[str]) -> tuple[Timing, subprocess.CompletedProcess[bytes]]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks_before = cpu_ticks()
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, timeout=3600, check=False)
     seconds = time.perf_counter() - started
+    ticks = [b - a for a, b in zip(ticks_before, cpu_ticks(), strict=True)]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command[:4])} failed:\n{result.stderr.decode()[-3000:]}")
-    return seconds, cpu, result
+    total = max(1, sum(ticks))
+    return Timing(seconds, cpu, (ticks[3] + ticks[4]) / total, ticks[7] / total), result
 
 
-def run_floor(dovecot: DovecotServer, database: Path, expected: int) -> tuple[float, float]:
-    seconds, cpu, result = timed([sys.executable, str(BENCH / "floor.py"), dovecot.host,
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time so far by kind (user, nice, system, idle, iowait, irq,
+    softirq, steal), from /proc/stat; zeros where there is none."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()[1:9]
+    except OSError:
+        fields = []
+    return [int(x) for x in fields] + [0] * (8 - len(fields))
+
+
+def run_floor(dovecot: DovecotServer, database: Path, expected: int) -> Timing:
+    timing, result = timed([sys.executable, str(BENCH / "floor.py"), dovecot.host,
                              str(dovecot.port), dovecot.username, dovecot.password, "INBOX",
                              str(database)])
     stored = int(result.stdout)
     assert stored == expected, f"floor stored {stored} of {expected}"
-    return seconds, cpu
+    return timing
 
 
 def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
-                expected: int, *, notify_agents: bool) -> tuple[float, float]:
+                expected: int, *, notify_agents: bool) -> Timing:
     work.mkdir()
     config_file = work / "config.yaml"
     config_file.write_text(yaml.safe_dump(mailbot_config(dovecot, smtp, work, url,
@@ -147,7 +178,7 @@ def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
     mailbot = [sys.executable, "-m", "mailbot", "--config", str(config_file)]
     subprocess.run([*mailbot, "db", "upgrade"], check=True, capture_output=True, timeout=300)
     before = len(smtp.messages)
-    seconds, cpu, result = timed([*mailbot, "poll", "--json"])
+    timing, result = timed([*mailbot, "poll", "--json"])
     (report,) = json.loads(result.stdout)
     tickets, follow_ups = report["tickets"], report["follow_ups"]
     assert tickets + follow_ups == expected and report["quarantined"] == 0, report
@@ -164,7 +195,7 @@ def run_mailbot(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str,
     print(f"  {tickets} tickets, {follow_ups} follow-ups, {replies} auto-replies "
           f"({tickets - replies} held back by the per-sender limit), {len(sent)} mails "
           f"delivered", flush=True)
-    return seconds, cpu
+    return timing
 
 
 def mailbot_config(dovecot: DovecotServer, smtp: SmtpCapture, work: Path, url: str, *,
