@@ -80,9 +80,7 @@ def main() -> None:
             timing = run_floor(dovecot, work / f"floor-{number}.db", appended)
             floor_rates.append(appended / timing.seconds)
             floor_cpu.append(timing.cpu / appended)
-            print(f"round {number} floor:   {appended / timing.seconds:7.1f} messages/s "
-                  f"({timing.seconds:.1f} s, CPU {1000 * timing.cpu / appended:.2f} ms a "
-                  f"message; {machine(timing)})", flush=True)
+            print(f"round {number} floor:   {describe(timing, appended)}", flush=True)
             refill(dovecot)
             with ExitStack() as round_stack:
                 url = (round_stack.enter_context(throwaway_database())
@@ -92,9 +90,7 @@ def main() -> None:
                                      notify_agents=args.notify_agents)
             mailbot_rates.append(appended / timing.seconds)
             mailbot_cpu.append(timing.cpu / appended)
-            print(f"round {number} mailbot: {appended / timing.seconds:7.1f} messages/s "
-                  f"({timing.seconds:.1f} s, {args.database}, CPU "
-                  f"{1000 * timing.cpu / appended:.2f} ms a message; {machine(timing)})",
+            print(f"round {number} mailbot: {describe(timing, appended, args.database)}",
                   flush=True)
     floor, mailbot = statistics.median(floor_rates), statistics.median(mailbot_rates)
     print(f"median floor {floor:.1f} messages/s, mailbot ({args.database}) {mailbot:.1f} "
@@ -103,8 +99,12 @@ def main() -> None:
           f"mailbot {1000 * statistics.median(mailbot_cpu):.2f} ms")
 
 
-def machine(timing: Timing) -> str:
-    return f"machine {100 * timing.idle:.0f} % idle, {100 * timing.steal:.0f} % stolen"
+def describe(timing: Timing, messages: int, database: str | None = None) -> str:
+    """A round's rate, time, CPU a message and what the machine did meanwhile."""
+    where = f"{database}, " if database else ""
+    return (f"{messages / timing.seconds:7.1f} messages/s ({timing.seconds:.1f} s, {where}CPU "
+            f"{1000 * timing.cpu / messages:.2f} ms a message; machine "
+            f"{100 * timing.idle:.0f} % idle, {100 * timing.steal:.0f} % stolen)")
 
 
 def refill(dovecot: DovecotServer) -> None:

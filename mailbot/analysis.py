@@ -154,9 +154,7 @@ class AnalysisPool:
                     future = self._running(blob).submit(
                         _work, self._generation, blob, list(raws[:len(raws) - kept]))
                 except Exception as exc:
-                    log.warning("analysis.workers_unavailable", error=repr(exc),
-                                detail="analysing in the main process")
-                    self._stop_workers()
+                    self._unavailable(exc)
         return PendingAnalysis(raws, inputs, future, self, kept=kept if future else 0)
 
     def close(self) -> None:
@@ -177,9 +175,12 @@ class AnalysisPool:
         try:
             self._running(blob)
         except Exception as exc:
-            log.warning("analysis.workers_unavailable", error=repr(exc),
-                        detail="analysing in the main process")
-            self._stop_workers()
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: Exception) -> None:
+        log.warning("analysis.workers_unavailable", error=repr(exc),
+                    detail="analysing in the main process")
+        self._stop_workers()
 
     def _running(self, blob: bytes) -> ProcessPoolExecutor:
         if self._executor is None:

@@ -120,16 +120,18 @@ class Ingestor:
 
     def workers_ready(self) -> bool:
         """Whether analysis workers can take a chunk at once; starts them if none runs."""
-        return self.pool is not None and self.pool.ready(
-            AnalysisInputs(self.policy, self.directory, self.classifier))
+        return self.pool is not None and self.pool.ready(self._analysis_inputs())
 
     def prepare(self, items: Sequence[Incoming], *, parallel: bool = False) -> PendingAnalysis:
         """Start analysing messages ahead of storing them (in a worker when `parallel`)."""
         raws = [item.raw for item in items]
-        inputs = AnalysisInputs(self.policy, self.directory, self.classifier)
+        inputs = self._analysis_inputs()
         if parallel and self.pool is not None:
             return self.pool.submit(raws, inputs)
         return PendingAnalysis.here(raws, inputs)
+
+    def _analysis_inputs(self) -> AnalysisInputs:
+        return AnalysisInputs(self.policy, self.directory, self.classifier)
 
     def ingest(self, raw: bytes, *, source: str, mailbox: str | None = None,
                also: SessionHook | None = None) -> Outcome:

@@ -244,7 +244,7 @@ class MailboxPoller:
         return batch
 
     def _ingest_batch(self, conn: ImapConnection, batch: _FetchedBatch, report: PassReport,
-                      before_ack: Callable[[], None] = lambda: None) -> None:
+                      before_ack: Callable[[], None]) -> None:
         """Store a fetched batch, sharing commits; ack exactly what has been committed.
 
         `before_ack` returns once the connection is free for the ack (no fetch under way).
