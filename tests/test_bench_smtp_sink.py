@@ -17,7 +17,7 @@ def test_every_mail_sent_over_one_session_is_counted_once() -> None:
         b"Subject: one\r\n\r\nHello.\r\n",
         b"Subject: dots\r\n\r\n.a line that starts with a dot\r\n..\r\n.\r\nend\r\n",
         b"Subject: empty\r\n\r\n",
-        b"Subject: large\r\n\r\n" + b"x" * 76 + b"\r\n" * 1 + (b"y" * 76 + b"\r\n") * 5000,
+        b"Subject: large\r\n\r\n" + (b"y" * 76 + b"\r\n") * 5000,
     ]
     with SmtpSink() as sink:
         transport = SmtpTransport(sink.host, sink.port, "none", timeout=5)
