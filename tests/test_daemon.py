@@ -207,16 +207,21 @@ def test_metrics_and_healthz_on_the_loopback_listener(
     try:
         dovecot.append("INBOX", mail(1, "alpha outage"))
         assert severities(tmp_path, 1) == ["P1"]
-        metrics = http_get(port, "/metrics",
-                           lambda body: 'mailbot_mails_sent_total{kind="auto_reply"}' in body)
+        # The auto-reply can be counted sent before its mark is committed, and go out before
+        # the pass that stored its mail has recorded its end: wait for all three.
+        last_poll = 'mailbot_mailbox_last_poll_timestamp_seconds{mailbox="support"}'
+        none_queued = 'mailbot_outbox_mails{status="queued"} 0.0'
+        metrics = http_get(port, "/metrics", lambda body: last_poll in body and
+                           none_queued in body and
+                           'mailbot_mails_sent_total{kind="auto_reply"}' in body)
         assert 'mailbot_messages_total{mailbox="support",outcome="ticket"} 1.0' in metrics
         assert "mailbot_arrival_to_ticket_seconds_count{mailbox=\"support\"} 1.0" in metrics
         assert 'mailbot_auto_replies_queued_total 1.0' in metrics
         assert "mailbot_database_up 1.0" in metrics
-        assert 'mailbot_outbox_mails{status="queued"} 0.0' in metrics
+        assert none_queued in metrics
         assert "mailbot_quarantine_held 0.0" in metrics
         assert 'mailbot_lease_held{name="mailbox:support"} 1.0' in metrics
-        assert 'mailbot_mailbox_last_poll_timestamp_seconds{mailbox="support"}' in metrics
+        assert last_poll in metrics
         health = json.loads(http_get(port, "/healthz", lambda body: True))
         assert health["ok"] is True and health["mailboxes"][0]["name"] == "support"
         process.send_signal(signal.SIGTERM)
