@@ -211,21 +211,22 @@ class MailboxPoller:
         if parallel:  # the workers start while the first batch is fetched
             self.ingestor.workers_ready()
         ahead: _FetchedBatch | None = None
-        with _Prefetch(conn, _batches(conn, uids, plan.batch_size)) as prefetch:
+        with _ServerSide(conn, _batches(conn, uids, plan.batch_size), self._ack,
+                         report) as server:
             while not self._stop():
-                fetched = prefetch.next()
+                fetched = server.next()
                 if fetched is None:
                     break
                 report.fetched += len(fetched)
                 # This batch is analysed (in a worker, for a backlog) while the one before is
-                # stored and acked, and the one after fetched.
+                # stored, the one after fetched, and the one before that acked.
                 current = self._prepare(fetched, uidvalidity, parallel)
-                prefetch.start()
+                server.start()
                 if ahead is not None:
-                    self._ingest_batch(conn, ahead, report, before_ack=prefetch.wait)
+                    self._ingest_batch(ahead, report, server.ack)
                 ahead = current
             if ahead is not None:
-                self._ingest_batch(conn, ahead, report, before_ack=prefetch.wait)
+                self._ingest_batch(ahead, report, server.ack)
 
     def _prepare(self, fetched: list[FetchedMessage], uidvalidity: int,
                  parallel: bool) -> _FetchedBatch:
@@ -243,11 +244,12 @@ class MailboxPoller:
                         for chunk in _chunks(items, self.plan.commit_every)]
         return batch
 
-    def _ingest_batch(self, conn: ImapConnection, batch: _FetchedBatch, report: PassReport,
-                      before_ack: Callable[[], None]) -> None:
+    def _ingest_batch(self, batch: _FetchedBatch, report: PassReport,
+                      ack: Callable[[list[int], list[int]], None]) -> None:
         """Store a fetched batch, sharing commits; ack exactly what has been committed.
 
-        `before_ack` returns once the connection is free for the ack (no fetch under way).
+        `ack` is given the UIDs to file as processed and as quarantined once every
+        transaction holding them has committed.
         """
         processed: list[int] = []
         quarantined: list[int] = []
@@ -277,9 +279,7 @@ class MailboxPoller:
                 if self.on_commit is not None:
                     self.on_commit()
         finally:
-            before_ack()
-            self._ack(conn, processed, quarantined)
-            report.acked += len(processed) + len(quarantined)
+            ack(processed, quarantined)
 
     def _processing_failed(self, item: Incoming, uid: int, uidvalidity: int,
                            exc: Exception) -> Outcome | None:
@@ -303,13 +303,15 @@ class MailboxPoller:
         """Messages left in the folder after a processing error, waiting for another try."""
         return len(self._failures)
 
-    def _ack(self, conn: ImapConnection, processed: list[int], quarantined: list[int]) -> None:
+    def _ack(self, conn: ImapConnection, processed: list[int], quarantined: list[int]) -> int:
+        """File committed messages away from the folder; returns how many."""
         plan = self.plan
         if plan.processed_folder:
             conn.move(processed, plan.processed_folder)
         else:
             conn.flag(processed, PROCESSED_KEYWORD)
         conn.move(quarantined, plan.quarantine_folder)
+        return len(processed) + len(quarantined)
 
     def _check_uidvalidity(self, uidvalidity: int) -> int:
         """The last UID already committed, reset to 0 when the folder's UIDVALIDITY changed."""
@@ -348,48 +350,80 @@ class _FetchedBatch:
     chunks: list[tuple[list[Incoming], PendingAnalysis]] = field(default_factory=list)
 
 
-class _Prefetch:
-    """Fetches the next batch in a thread of its own while the current one is stored.
+Acker = Callable[[ImapConnection, list[int], list[int]], int]
 
-    The connection carries one command at a time: `start` is called with nothing else under
-    way on it, and `wait` returns once the fetch is over, before anything else is sent.
-    A fetch's error is raised by the `next` that takes its batch.
+
+class _ServerSide:
+    """A pass's IMAP commands, sent from a thread of their own, one at a time, in order.
+
+    The next batch is fetched while the current one is stored, and a committed batch is
+    acked while the next one is stored: the pass waits for the server only when it needs a
+    batch that has not arrived. Every command of the pass (the sizes of the pending mails,
+    the fetches, the acks) goes through this thread, so the connection carries one command
+    at a time. A failed command's error is raised by the `next` after it, or on leaving the
+    block; what was acked before it is counted in the report.
     """
 
-    def __init__(self, conn: ImapConnection, batches: Iterator[list[int]]) -> None:
+    def __init__(self, conn: ImapConnection, batches: Iterator[list[int]], acker: Acker,
+                 report: PassReport) -> None:
         self._conn = conn
-        self._batches = batches  # asks the server for sizes as it goes: only between fetches
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-fetch")
-        self._fetching: Future[list[FetchedMessage]] | None = None
+        self._batches = batches  # asks the server for sizes as it goes
+        self._acker = acker
+        self._report = report
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap")
+        self._fetching: Future[list[FetchedMessage] | None] | None = None
+        self._acks: list[Future[int]] = []
         self._done = False
 
-    def __enter__(self) -> _Prefetch:
+    def __enter__(self) -> _ServerSide:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.wait()
-        self._thread.shutdown(wait=True)
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if self._fetching is not None:
+                wait([self._fetching])
+            self._settle(wait_for_all=True, raising=exc_type is None)
+        finally:
+            self._thread.shutdown(wait=True)
 
     def start(self) -> None:
-        """Begin fetching the next batch, if there is one."""
-        if self._fetching is not None or self._done:
-            return
-        uids = next(self._batches, None)
-        if uids is None:
-            self._done = True
-            return
-        self._fetching = self._thread.submit(self._conn.fetch, uids)
-
-    def wait(self) -> None:
-        """Return once no fetch is under way (its result, or error, kept for `next`)."""
-        if self._fetching is not None:
-            wait([self._fetching])
+        """Begin fetching the next batch, if there is one and no fetch is under way."""
+        if self._fetching is None and not self._done:
+            self._fetching = self._thread.submit(self._fetch_next)
 
     def next(self) -> list[FetchedMessage] | None:
         """The next batch's messages; None when every batch has been fetched."""
         self.start()
         fetching, self._fetching = self._fetching, None
-        return None if fetching is None else fetching.result()
+        fetched = None if fetching is None else fetching.result()
+        self._done = fetched is None
+        self._settle(wait_for_all=False, raising=True)
+        return fetched
+
+    def ack(self, processed: list[int], quarantined: list[int]) -> None:
+        """File these committed messages away, after the commands already asked for."""
+        if processed or quarantined:
+            self._acks.append(self._thread.submit(self._acker, self._conn, processed,
+                                                  quarantined))
+
+    def _fetch_next(self) -> list[FetchedMessage] | None:
+        uids = next(self._batches, None)
+        return None if uids is None else self._conn.fetch(uids)
+
+    def _settle(self, *, wait_for_all: bool, raising: bool) -> None:
+        """Count the acks that are over; raise the first one's error if `raising`."""
+        if wait_for_all:
+            wait(self._acks)
+        error: BaseException | None = None
+        while self._acks and self._acks[0].done():
+            finished = self._acks.pop(0)
+            failure = finished.exception()
+            if failure is None:
+                self._report.acked += finished.result()
+            elif error is None:
+                error = failure
+        if error is not None and raising:
+            raise error
 
 
 def _batches(conn: ImapConnection, uids: list[int], batch_size: int) -> Iterator[list[int]]:
