@@ -44,6 +44,7 @@ class Analysed(PendingAnalysis):
     def __init__(self, decisions: list[Decision]) -> None:
         self._decided = decisions
         self.waited = 0.0
+        self.analysed_here = 0
 
     def decisions(self) -> list[Decision]:
         return self._decided

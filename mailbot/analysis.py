@@ -1,8 +1,10 @@
 """Parsing and classifying messages in worker processes, while the main process stores.
 
-A backlog is analysed a chunk ahead: a worker parses and classifies the next messages while
-the main process writes the current ones and talks to the IMAP server. When the worker is the
-slower of the two, the main process analyses the tail of each chunk itself (`WorkSharing`).
+A backlog is analysed ahead: a worker parses and classifies the next messages while the
+main process writes the current ones. Each chunk goes to the workers as jobs of a few mails;
+when the main process needs a chunk, it analyses itself the jobs no worker has begun, and
+while it waits for the others, the last jobs of the chunks queued after it. Whichever side
+is slower, neither waits for long.
 What a worker returns is exactly what `pipeline.analyze` returns in the main process; a
 worker that dies, hangs or cannot be started costs only time: its chunk is analysed in the
 main process.
@@ -14,6 +16,7 @@ import multiprocessing
 import pickle
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +34,8 @@ log = structlog.get_logger("mailbot.analysis")
 Decision = Analysis | Rejection | BaseException
 CHUNK_TIMEOUT_S = 120.0  # far beyond any chunk's analysis: regex tests are bounded at 50 ms
 STOP_TIMEOUT_S = 5.0  # for a terminated worker to exit
-LATE_S = 0.002  # a worker's answer waited for longer than this came late
+JOB_MAILS = 10  # mails a worker job: about 10 ms of analysis, the longest wait for one
+QUEUED_PER_THREAD = 8  # chunks a thread may take jobs back from; later ones push out older
 
 
 class AnalysisFailed(Exception):
@@ -56,31 +60,6 @@ def analyze_all(raws: Sequence[bytes], inputs: AnalysisInputs) -> list[Decision]
         except Exception as exc:
             decisions.append(exc)
     return decisions
-
-
-class WorkSharing:
-    """How many mails at the end of each chunk the main process analyses itself.
-
-    The worker analyses a batch ahead while the main process stores the one before. When the
-    main process had to wait for a chunk, the worker is the slower side: the next chunks leave
-    more of their mails here (a tenth of a chunk more). When it did not wait, one fewer, so
-    that a main process that is itself the slower side soon leaves the worker everything.
-    At most half of a chunk stays here.
-    """
-
-    def __init__(self) -> None:
-        self.kept = 0
-
-    def split(self, count: int) -> int:
-        """How many of a chunk of `count` mails, from its end, to analyse here."""
-        return min(self.kept, count // 2)
-
-    def answered(self, waited: float, count: int) -> None:
-        """The worker's answer for a chunk of `count` mails was waited for `waited` seconds."""
-        if waited > LATE_S:
-            self.kept = min(count // 2, self.kept + max(1, count // 10))
-        else:
-            self.kept = max(0, self.kept - 1)
 
 
 _worker_inputs: dict[int, AnalysisInputs] = {}
@@ -108,13 +87,14 @@ class AnalysisPool:
     def __init__(self, workers: int, *, timeout: float = CHUNK_TIMEOUT_S) -> None:
         self.workers = workers
         self.timeout = timeout
-        self.sharing = WorkSharing()
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._warming: Future[list[Decision]] | None = None
         self._inputs: tuple[object, ...] = ()
         self._blob: bytes | None = None
         self._generation = 0
+        # By thread, the chunks it submitted and has not taken yet; held only by the caller.
+        self._queued: dict[int, list[weakref.ref[PendingAnalysis]]] = {}
 
     @property
     def started(self) -> bool:
@@ -140,22 +120,44 @@ class AnalysisPool:
         return True
 
     def submit(self, raws: Sequence[bytes], inputs: AnalysisInputs) -> PendingAnalysis:
-        """Start analysing `raws` in a worker; the result is ready when the caller needs it.
-
-        The last `sharing.split` of them are left to the main process, analysed when the
-        decisions are asked for, before waiting for the worker's.
-        """
-        future: Future[list[Decision]] | None = None
-        kept = self.sharing.split(len(raws))
+        """Start analysing `raws` in the workers, as jobs of `JOB_MAILS` mails."""
+        jobs: list[_Job] = []
         with self._lock:
             blob = self._inputs_blob(inputs)
             if blob is not None and self.workers > 0:
                 try:
-                    future = self._running(blob).submit(
-                        _work, self._generation, blob, list(raws[:len(raws) - kept]))
+                    executor = self._running(blob)
+                    for start in range(0, len(raws), JOB_MAILS):
+                        part = list(raws[start:start + JOB_MAILS])
+                        jobs.append(_Job(start, start + len(part), executor.submit(
+                            _work, self._generation, blob, part)))
                 except Exception as exc:
+                    for job in jobs:
+                        job.cancel()
+                    jobs = []
                     self._unavailable(exc)
-        return PendingAnalysis(raws, inputs, future, self, kept=kept if future else 0)
+        pending = PendingAnalysis(raws, inputs, jobs, self)
+        if jobs:
+            queued = self._queued.setdefault(threading.get_ident(), [])
+            queued[:] = [ref for ref in queued[1 - QUEUED_PER_THREAD:] if ref() is not None]
+            queued.append(weakref.ref(pending))
+        return pending
+
+    def taken(self, pending: PendingAnalysis) -> None:
+        """`pending` is being decided: no other chunk takes its jobs back from now on."""
+        queued = self._queued.get(threading.get_ident(), [])
+        queued[:] = [ref for ref in queued if ref() not in (pending, None)]
+
+    def take_one_back(self) -> bool:
+        """Analyse here the last job no worker has begun among this thread's queued chunks.
+
+        False when every job of them has begun.
+        """
+        for ref in reversed(self._queued.get(threading.get_ident(), [])):
+            pending = ref()
+            if pending is not None and pending.take_last_back():
+                return True
+        return False
 
     def close(self) -> None:
         with self._lock:
@@ -225,42 +227,89 @@ class AnalysisPool:
         return self._blob
 
 
-class PendingAnalysis:
-    """The decisions about a chunk: from a worker when one took it, else made on demand.
+@dataclass(slots=True)
+class _Job:
+    """Mails `start` to `end` of a chunk: sent to a worker, or taken back and decided here."""
 
-    A worker may have taken all but the last `kept` mails: those are analysed here.
+    start: int
+    end: int
+    future: Future[list[Decision]]
+    decided: list[Decision] | None = None
+
+    def cancel(self) -> bool:
+        """Take the job back from the workers; False once one has begun it."""
+        return self.future.cancel()
+
+
+class PendingAnalysis:
+    """The decisions about a chunk: from the workers when they took it, else made here.
+
+    The jobs no worker has begun when the decisions are asked for are analysed here. Only
+    the thread that submitted a chunk takes its jobs back.
     """
 
-    def __init__(self, raws: Sequence[bytes], inputs: AnalysisInputs,
-                 future: Future[list[Decision]] | None, pool: AnalysisPool | None, *,
-                 kept: int = 0) -> None:
+    def __init__(self, raws: Sequence[bytes], inputs: AnalysisInputs, jobs: list[_Job],
+                 pool: AnalysisPool | None) -> None:
         self._raws = raws
         self._inputs = inputs
-        self._future = future
+        self._jobs = jobs
         self._pool = pool
-        self._kept = kept
         self.waited = 0.0  # seconds the caller waited for a worker's answer
+        self.analysed_here = 0 if jobs else len(raws)  # mails analysed in this process
 
     @classmethod
     def here(cls, raws: Sequence[bytes], inputs: AnalysisInputs) -> PendingAnalysis:
         """Decisions made in this process when asked for."""
-        return cls(raws, inputs, None, None)
+        return cls(raws, inputs, [], None)
+
+    def in_workers(self) -> int:
+        """How many of the chunk's mails a worker has begun or finished analysing."""
+        return sum(job.end - job.start for job in self._jobs
+                   if not job.future.cancelled()
+                   and (job.future.running() or job.future.done()))
+
+    def take_last_back(self) -> bool:
+        """Analyse here the last job no worker has begun; False when all have begun."""
+        for job in reversed(self._jobs):
+            if job.decided is not None:
+                continue
+            if not job.cancel():
+                return False  # the workers take jobs in order: the earlier ones have begun
+            self._decide_here(job)
+            return True
+        return False
 
     def decisions(self) -> list[Decision]:
-        if self._future is None or self._pool is None:
+        pool = self._pool
+        if not self._jobs or pool is None:
             return analyze_all(self._raws, self._inputs)
-        given = len(self._raws) - self._kept
-        here = analyze_all(self._raws[given:], self._inputs)
-        started = time.monotonic()
+        pool.taken(self)
+        while self.take_last_back():
+            pass
         try:
-            decisions = self._future.result(timeout=self._pool.timeout)
-            self.waited = time.monotonic() - started
-            if len(decisions) != given:
-                raise AnalysisFailed(f"{len(decisions)} decisions for {given} mails")
+            for job in self._jobs:
+                if job.decided is None:
+                    job.decided = self._answer(job, pool)
         except Exception as exc:
-            self._future.cancel()
-            self._pool.failed(exc)
-            decisions = analyze_all(self._raws[:given], self._inputs)
-        else:
-            self._pool.sharing.answered(self.waited, len(self._raws))
-        return [*decisions, *here]
+            for job in self._jobs:
+                job.cancel()
+            pool.failed(exc)
+            for job in self._jobs:
+                if job.decided is None:
+                    self._decide_here(job)
+        return [decision for job in self._jobs for decision in job.decided or ()]
+
+    def _answer(self, job: _Job, pool: AnalysisPool) -> list[Decision]:
+        """A worker's decisions on `job`; meanwhile, later chunks' jobs are analysed here."""
+        while not job.future.done() and pool.take_one_back():
+            pass
+        started = time.monotonic()
+        decided = job.future.result(timeout=pool.timeout)
+        self.waited += time.monotonic() - started
+        if len(decided) != job.end - job.start:
+            raise AnalysisFailed(f"{len(decided)} decisions for {job.end - job.start} mails")
+        return decided
+
+    def _decide_here(self, job: _Job) -> None:
+        job.decided = analyze_all(self._raws[job.start:job.end], self._inputs)
+        self.analysed_here += job.end - job.start

@@ -67,6 +67,7 @@ class PassReport:
     acked: int = 0
     error: str | None = None
     analysis_wait: float = 0.0  # seconds spent waiting for worker processes' analysis
+    analysed_here: int = 0  # mails the main process analysed itself, no worker having begun
 
     def count(self, outcome: Outcome) -> None:
         if outcome.quarantined:
@@ -166,7 +167,8 @@ class MailboxPoller:
                  tickets=report.tickets, follow_ups=report.follow_ups,
                  duplicates=report.duplicates,
                  quarantined=report.quarantined, failed=report.failed,
-                 analysis_wait_s=round(report.analysis_wait, 3))
+                 analysis_wait_s=round(report.analysis_wait, 3),
+                 analysed_here=report.analysed_here)
         return report
 
     def _connection(self) -> ImapConnection:
@@ -276,6 +278,7 @@ class MailboxPoller:
                 self.ingestor.ingest_many(chunk, mailbox=self.plan.name, stored=stored,
                                           failed=failed, prepared=prepared)
                 report.analysis_wait += prepared.waited
+                report.analysed_here += prepared.analysed_here
                 if self.on_commit is not None:
                     self.on_commit()
         finally:

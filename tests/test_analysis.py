@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +17,12 @@ import pytest
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from mailbot.analysis import AnalysisInputs, AnalysisPool, PendingAnalysis, WorkSharing
+from mailbot.analysis import (
+    JOB_MAILS,
+    AnalysisInputs,
+    AnalysisPool,
+    PendingAnalysis,
+)
 from mailbot.clock import FrozenClock
 from mailbot.identify import CustomerDirectory, CustomerMatch, CustomerRecord, compile_patterns
 from mailbot.ingest import Ingestor
@@ -81,7 +88,8 @@ def test_a_worker_that_dies_costs_only_time(pool: AnalysisPool) -> None:
     """The chunk of a crashed worker is analysed in the main process; the next gets a worker."""
     inputs = AnalysisInputs(POLICY, DIRECTORY, DiesInAWorker())
     with capture_logs() as logs:
-        decisions = pool.submit([mail(1), mail(2)], inputs).decisions()
+        pending = begun_in_a_worker(pool.submit([mail(1), mail(2)], inputs), 2)
+        decisions = pending.decisions()
     assert "analysis.worker_failed" in [entry["event"] for entry in logs]
     assert [d.classification.severity for d in decisions if isinstance(d, Analysis)] == \
         ["P2", "P2"]
@@ -119,33 +127,67 @@ def test_a_reloaded_rule_set_reaches_the_workers(pool: AnalysisPool, tmp_path: P
         [("P2", "first"), ("P1", "second")]
 
 
-def test_a_chunk_shared_with_the_main_process_is_decided_as_a_whole_in_order(
-        pool: AnalysisPool) -> None:
-    """The worker takes the head of the chunk, the main process its tail: same decisions."""
-    raws = [mail(n, "Complete outage: site is down" if n % 2 else "How do I add a user?")
-            for n in range(1, 9)]
+def ready_pool(pool: AnalysisPool, inputs: AnalysisInputs) -> AnalysisPool:
+    deadline = time.monotonic() + 60
+    while not pool.ready(inputs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.ready(inputs)
+    return pool
+
+
+def begun_in_a_worker(pending: PendingAnalysis, mails: int) -> PendingAnalysis:
+    deadline = time.monotonic() + 30
+    while pending.in_workers() < mails and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pending.in_workers() >= mails
+    return pending
+
+
+def worker_pids(pool: AnalysisPool) -> list[int]:
+    executor = pool._executor
+    assert executor is not None
+    return [process.pid for process in executor._processes.values()]
+
+
+def test_jobs_no_worker_has_begun_are_analysed_here_while_it_works(pool: AnalysisPool) -> None:
+    """With the worker held up, the main process decides what it has not begun: the tail of
+    the chunk it asks for, then the chunk queued after it; decisions come whole, in order."""
+    subjects = ["Complete outage: site is down", "How do I add a user?"]
+    first = [mail(n, subjects[n % 2]) for n in range(5 * JOB_MAILS)]
+    second = [mail(n, subjects[n % 2]) for n in range(100, 100 + 3 * JOB_MAILS)]
     inputs = AnalysisInputs(POLICY, DIRECTORY, RuleBook(REPO / "rules"))
-    expected = [summary(d) for d in PendingAnalysis.here(raws, inputs).decisions()]
-    pool.sharing.kept = 3
-    assert pool.sharing.split(len(raws)) == 3
-    assert [summary(d) for d in pool.submit(raws, inputs).decisions()] == expected
+    expected = [[summary(d) for d in PendingAnalysis.here(raws, inputs).decisions()]
+                for raws in (first, second)]
+    ready_pool(pool, inputs)
+    pids = worker_pids(pool)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    resume = threading.Timer(1.0, lambda: [os.kill(pid, signal.SIGCONT) for pid in pids])
+    try:
+        pending = [pool.submit(raws, inputs) for raws in (first, second)]
+        begun_in_a_worker(pending[0], JOB_MAILS)
+        time.sleep(0.2)  # the executor fills the stopped worker's queue as far as it goes
+        begun = pending[0].in_workers()
+        assert 0 < begun < len(first)
+        resume.start()
+        decided = [[summary(d) for d in p.decisions()] for p in pending]
+    finally:
+        resume.cancel()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert decided == expected
+    assert pending[0].analysed_here == len(first) - begun
+    assert pending[1].analysed_here == len(second)  # all of it, while the worker was held up
+    assert pending[1].waited == 0.0
 
 
-def test_the_main_process_takes_more_of_each_chunk_while_it_waits_for_the_worker() -> None:
-    sharing = WorkSharing()
-    assert sharing.split(50) == 0
-    sharing.answered(0.2, 50)  # waited: the worker is the slower side
-    sharing.answered(0.2, 50)
-    assert sharing.split(50) == 10
-    for _ in range(10):
-        sharing.answered(0.2, 50)
-    assert sharing.split(50) == 25  # never more than half a chunk
-    assert sharing.split(7) == 3
-    sharing.answered(0.0, 50)  # the answer was there: give the worker one more
-    assert sharing.split(50) == 24
-    for _ in range(100):
-        sharing.answered(0.0, 50)
-    assert sharing.split(50) == 0
+def test_a_chunk_the_worker_took_is_decided_by_it(pool: AnalysisPool) -> None:
+    raws = [mail(n) for n in range(JOB_MAILS + 3)]
+    inputs = AnalysisInputs(POLICY, DIRECTORY, DefaultSeverity("P3"))
+    pending = begun_in_a_worker(pool.submit(raws, inputs), len(raws))
+    assert [summary(d) for d in pending.decisions()] == \
+        [summary(d) for d in PendingAnalysis.here(raws, inputs).decisions()]
+    assert pending.analysed_here == 0
 
 
 def test_the_workers_are_ready_only_once_started(pool: AnalysisPool) -> None:
@@ -154,10 +196,7 @@ def test_the_workers_are_ready_only_once_started(pool: AnalysisPool) -> None:
     assert not pool.started
     assert not pool.ready(inputs)
     assert pool.started
-    deadline = time.monotonic() + 60
-    while not pool.ready(inputs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool.ready(inputs)
+    ready_pool(pool, inputs)
     decisions = pool.submit([mail(1)], inputs).decisions()
     assert [d.customer.customer_id for d in decisions if isinstance(d, Analysis)] == \
         ["RC-10001"]
