@@ -138,9 +138,10 @@ class AnalysisPool:
                     self._unavailable(exc)
         pending = PendingAnalysis(raws, inputs, jobs, self)
         if jobs:
-            queued = self._queued.setdefault(threading.get_ident(), [])
-            queued[:] = [ref for ref in queued[1 - QUEUED_PER_THREAD:] if ref() is not None]
+            thread = threading.get_ident()
+            queued = [ref for ref in self._queued.get(thread, []) if ref() is not None]
             queued.append(weakref.ref(pending))
+            self._queued[thread] = queued[-QUEUED_PER_THREAD:]
         return pending
 
     def taken(self, pending: PendingAnalysis) -> None:
