@@ -35,9 +35,9 @@ from mailbot.store.models import MailboxState
 log = structlog.get_logger("mailbot.poller")
 
 PROCESSING_TRIES = 3  # a message that fails this many passes in a row is quarantined
-# Messages sharing a database transaction, and a chunk analysed by a worker at once: two a
-# batch, so that a worker analyses the second while the first is stored.
-COMMIT_EVERY = 50
+# Messages sharing a database transaction: a whole fetched batch. Its analysis goes to the
+# workers in jobs (analysis.JOB_MAILS) while the batch before it is stored.
+COMMIT_EVERY = 100
 
 
 @dataclass(frozen=True, slots=True)
