@@ -311,6 +311,54 @@ def test_a_stored_row_is_the_validated_object_and_its_changes_are_written(
         assert (stored.severity, stored.matched_rules) == ("P1", [{"id": "fire"}])
 
 
+def _mail_with_file(number: int) -> bytes:
+    return (f"From: jane@customer.example\r\nTo: support@example.test\r\n"
+            f"Subject: screenshot {number}\r\nMessage-ID: <file{number}@customer.example>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+            f"--XX\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+            f"--XX\r\nContent-Type: text/plain; name=\"shot{number}.txt\"\r\n"
+            f"Content-Disposition: attachment; filename=\"shot{number}.txt\"\r\n\r\n"
+            f"file {number}\r\n--XX--\r\n").encode()
+
+
+def test_mails_with_files_wait_with_the_transactions_other_rows(db: Database) -> None:
+    """On SQLite a mail with files no longer writes the pending rows for its row's id."""
+    statements: list[tuple[str, bool]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
+               executemany: bool) -> None:
+        statements.append((" ".join(statement.split()[:3]), executemany))
+
+    store = ingestor(db)
+    store.ingest(mail(message_id="<before@customer.example>"), source="t:0")  # message 1
+    raws = [mail(subject="a", message_id="<a@customer.example>"), _mail_with_file(1),
+            mail(subject="b", message_id="<b@customer.example>"), _mail_with_file(2)]
+    items = [Incoming(raw, f"t:{n}") for n, raw in enumerate(raws, start=1)]
+    outcomes: list[Outcome] = []
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        store.ingest_many(items, stored=lambda _, outcome: outcomes.append(outcome))
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", record)
+    assert [o.kind for o in outcomes] == [OutcomeKind.TICKET] * 4
+    message_inserts = [many for text, many in statements if text == "INSERT INTO messages"]
+    file_inserts = [many for text, many in statements if text == "INSERT INTO attachments"]
+    if db.dialect == "sqlite":  # one INSERT each for the transaction, at its commit
+        assert (message_inserts, file_inserts) == ([True], [True])
+    else:  # each mail with a file inserted alone for its id, the one pending before it first
+        assert (message_inserts, file_inserts) == ([False] * 4, [False, False])
+    with db.session() as session:
+        messages = session.exec(select(Message).order_by(col(Message.id))).all()
+        assert [m.id for m in messages] == [1, 2, 3, 4, 5]
+        files = {a.filename: a.message_id for a in session.exec(select(Attachment)).all()}
+        subjects = {m.id: m.subject for m in messages}
+        assert {name: subjects[number] for name, number in files.items()} == {
+            "shot1.txt": "screenshot 1", "shot2.txt": "screenshot 2"}
+        for ticket in session.exec(select(Ticket)).all():
+            mine = [m for m in messages if m.ticket_id == ticket.id]
+            assert [m.subject for m in mine] == [ticket.subject]
+
+
 def test_a_transactions_blobs_and_messages_are_one_insert_each_and_seen_by_its_queries(
         db: Database) -> None:
     statements: list[tuple[str, bool]] = []

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, CursorResult, Table, bindparam, update
+from sqlalchemy import Connection, CursorResult, Table, bindparam, func, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,8 +42,10 @@ _PENDING_EVENTS = "mailbot.pending_events"
 _PENDING_ADVANCES = "mailbot.pending_advances"
 _PENDING_ROWS = "mailbot.pending_rows"
 _NEXT_TICKET = "mailbot.next_ticket_number"
+_NEXT_MESSAGE = "mailbot.next_message_id"
 _APART_FROM_PENDING = "mailbot_apart_from_pending"  # see _apart_from_pending
 _INSERT_MESSAGE = _TABLES["messages"].insert()
+_HIGHEST_MESSAGE_ID = select(func.max(_TABLES["messages"].c.id))
 _INSERT_ATTACHMENT = _TABLES["attachments"].insert()
 _INSERT_OUTBOX = _TABLES["outbox"].insert()
 _INSERT_TICKET = _TABLES["tickets"].insert()
@@ -109,6 +111,7 @@ def write_pending_rows(session: OrmSession) -> None:
         connection.execute(_PUT_BLOB[connection.dialect.name], list(blobs.values()))
     for statement, rows in ((_INSERT_TICKET, pending.get("tickets")),
                             (_INSERT_MESSAGE, pending.get("messages")),
+                            (_INSERT_ATTACHMENT, pending.get("attachments")),
                             (_INSERT_OUTBOX, pending.get("outbox"))):
         if rows:
             connection.execute(statement, rows)
@@ -164,6 +167,7 @@ def _write_pending(session: Session) -> None:
     """The writes deferred to the commit: a transaction's rows, events and mailbox advances."""
     write_pending_rows(session)
     session.info.pop(_NEXT_TICKET, None)  # the write lock goes with the commit
+    session.info.pop(_NEXT_MESSAGE, None)
     events = session.info.pop(_PENDING_EVENTS, None)
     if events:
         session.execute(_INSERT_EVENT, events)
@@ -178,6 +182,7 @@ def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING_EVENTS, None)
     session.info.pop(_PENDING_ADVANCES, None)
     session.info.pop(_NEXT_TICKET, None)
+    session.info.pop(_NEXT_MESSAGE, None)
 
 
 def create_ticket(session: Session, analysis: Analysis, raw: bytes, *, source: str,
@@ -252,8 +257,9 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
                 display_text: str | None = None) -> None:
     """Store a mail on a ticket with its raw bytes and files.
 
-    A mail without files is written with the transaction's other pending rows; one with
-    files at once, for its row's id.
+    Written with the transaction's other pending rows. A mail with files needs its row's id
+    for theirs: on SQLite, once the transaction holds the write lock, the ids are given
+    here (see `_message_id_ahead`); otherwise its row is inserted at once.
     """
     message = analysis.message
     put_blob(session, analysis.raw_sha256, raw)
@@ -282,13 +288,17 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         "truncated": message.truncated,
         "defects": [_text(d) for d in message.defects],
     }
+    pending = _pending_rows(session)
     if not message.attachments:
-        _pending_rows(session).setdefault("messages", []).append(row)
+        _pend_message(session, pending, row)
         return
     for attachment in message.attachments:
         put_blob(session, attachment.sha256, attachment.data)
-    row_id = _inserted(session, _INSERT_MESSAGE, row)  # the pending rows are written first
-    session.execute(_INSERT_ATTACHMENT, [{
+    given = _message_id_ahead(session, pending)
+    if given is not None:
+        pending.setdefault("messages", []).append({"id": given, **row})
+    row_id = given if given is not None else _inserted(session, _INSERT_MESSAGE, row)
+    files = [{
         "message_id": row_id,
         "filename": _text(attachment.filename)[:255],
         "content_type": _text(attachment.content_type)[:255],
@@ -296,7 +306,43 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         "sha256": attachment.sha256,
         "inline": attachment.inline,
         "content_id": attachment.content_id,
-    } for attachment in message.attachments])
+    } for attachment in message.attachments]
+    if given is not None:
+        pending.setdefault("attachments", []).extend(files)
+    else:  # the pending rows were written before the message's INSERT
+        session.execute(_INSERT_ATTACHMENT, files)
+
+
+def _pend_message(session: Session, pending: dict[str, Any], row: dict[str, Any]) -> None:
+    """A message row waiting with the pending rows, with its id once ids are given here."""
+    following: int | None = session.info.get(_NEXT_MESSAGE)
+    if following is not None:
+        session.info[_NEXT_MESSAGE] = following + 1
+        row = {"id": following, **row}
+    pending.setdefault("messages", []).append(row)
+
+
+def _message_id_ahead(session: Session, pending: dict[str, Any]) -> int | None:
+    """The id of a new message row, given before its INSERT; None where it cannot be.
+
+    On SQLite, once the transaction's first new ticket is inserted (`_new_ticket_number`),
+    the transaction holds the database's only write lock until it ends, and messages are
+    written only by `add_message`: the ids after the highest stored one are this
+    transaction's to give. The message rows still pending get theirs first, so that every
+    pending row has one. On PostgreSQL, and before that lock, there is none.
+    """
+    following: int | None = session.info.get(_NEXT_MESSAGE)
+    if following is None:
+        if _NEXT_TICKET not in session.info:
+            return None
+        highest = session.connection().execute(_HIGHEST_MESSAGE_ID).scalar()
+        following = int(highest or 0) + 1
+        waiting = pending.get("messages", [])
+        for position, row in enumerate(waiting):
+            waiting[position] = {"id": following, **row}
+            following += 1
+    session.info[_NEXT_MESSAGE] = following + 1
+    return following
 
 
 def _record_creation_events(session: Session, ticket_id: int, analysis: Analysis, *,
