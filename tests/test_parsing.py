@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import pickle
 from datetime import timedelta
 
 import pytest
@@ -393,3 +394,17 @@ def test_address_lists_parse_the_same_every_time(count: int) -> None:
     assert first == again
     assert [a.email for a in first] == [f"c{n}@customer.example" for n in range(count)]
     assert first[-1].name == f"Customer {count - 1}, Ltd"
+
+
+def test_an_attachments_sha256_comes_from_the_parser_and_crosses_a_pickle() -> None:
+    raw = mail("From: a@example.test\nSubject: file\nMIME-Version: 1.0\n"
+               "Content-Type: multipart/mixed; boundary=B",
+               "--B\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n--B\r\n"
+               "Content-Type: application/octet-stream; name=a.bin\r\n"
+               "Content-Disposition: attachment; filename=a.bin\r\n"
+               "Content-Transfer-Encoding: base64\r\n\r\n"
+               + base64.b64encode(b"\x00\x01 bytes").decode() + "\r\n--B--\r\n")
+    (attachment,) = parse_message(raw).attachments
+    expected = hashlib.sha256(b"\x00\x01 bytes").hexdigest()
+    assert attachment.digest == expected == attachment.sha256
+    assert pickle.loads(pickle.dumps(attachment)).digest == expected

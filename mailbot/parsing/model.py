@@ -37,6 +37,7 @@ class Attachment:
     inline: bool = False
     content_id: str | None = None
     contents: tuple[str, ...] = ()  # an attached mail's own files, `inner.eml/file` deeper
+    digest: str = field(default="", repr=False, compare=False)  # of `data`, from the parser
 
     @property
     def size(self) -> int:
@@ -51,7 +52,9 @@ class Attachment:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        """The bytes' SHA-256: worked out by the parser (in a worker, for a backlog), so that
+        storing does not hash a file again, once for its blob and once for its row."""
+        return self.digest or hashlib.sha256(self.data).hexdigest()
 
 
 @pickled_by_fields

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import email
+import hashlib
 import logging
 import re
 from datetime import UTC, datetime
@@ -322,7 +323,8 @@ def _walk(message: Message, defects: list[str], linesep: str
         for index, (name, ctype, *_rest) in enumerate(files, start=1))
     attachments = tuple(
         Attachment(filename=name, content_type=ctype, data=data, inline=inline,
-                   content_id=cid, contents=inside.get(index, ()))
+                   content_id=cid, contents=inside.get(index, ()),
+                   digest=hashlib.sha256(data).hexdigest())
         for index, (name, (_n, ctype, data, inline, cid))
         in enumerate(zip(names, files, strict=True)))
     html_text = "\n".join(h for h in html if h.strip()) or None
