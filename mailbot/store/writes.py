@@ -289,17 +289,25 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         "defects": [_text(d) for d in message.defects],
     }
     pending = _pending_rows(session)
+    row_id = _given_message_id(session, pending, begin=bool(message.attachments))
+    if row_id is not None:
+        row = {"id": row_id, **row}
     if not message.attachments:
-        _pend_message(session, pending, row)
+        pending.setdefault("messages", []).append(row)
         return
     for attachment in message.attachments:
         put_blob(session, attachment.sha256, attachment.data)
-    given = _message_id_ahead(session, pending)
-    if given is not None:
-        pending.setdefault("messages", []).append({"id": given, **row})
-    row_id = given if given is not None else _inserted(session, _INSERT_MESSAGE, row)
-    files = [{
-        "message_id": row_id,
+    if row_id is None:
+        row_id = _inserted(session, _INSERT_MESSAGE, row)  # the pending rows are written first
+        session.execute(_INSERT_ATTACHMENT, _file_rows(message, row_id))
+        return
+    pending.setdefault("messages", []).append(row)
+    pending.setdefault("attachments", []).extend(_file_rows(message, row_id))
+
+
+def _file_rows(message: ParsedMessage, message_row_id: int) -> list[dict[str, Any]]:
+    return [{
+        "message_id": message_row_id,
         "filename": _text(attachment.filename)[:255],
         "content_type": _text(attachment.content_type)[:255],
         "size": attachment.size,
@@ -307,33 +315,22 @@ def add_message(session: Session, ticket_id: int, analysis: Analysis, raw: bytes
         "inline": attachment.inline,
         "content_id": attachment.content_id,
     } for attachment in message.attachments]
-    if given is not None:
-        pending.setdefault("attachments", []).extend(files)
-    else:  # the pending rows were written before the message's INSERT
-        session.execute(_INSERT_ATTACHMENT, files)
 
 
-def _pend_message(session: Session, pending: dict[str, Any], row: dict[str, Any]) -> None:
-    """A message row waiting with the pending rows, with its id once ids are given here."""
-    following: int | None = session.info.get(_NEXT_MESSAGE)
-    if following is not None:
-        session.info[_NEXT_MESSAGE] = following + 1
-        row = {"id": following, **row}
-    pending.setdefault("messages", []).append(row)
-
-
-def _message_id_ahead(session: Session, pending: dict[str, Any]) -> int | None:
-    """The id of a new message row, given before its INSERT; None where it cannot be.
+def _given_message_id(session: Session, pending: dict[str, Any], *,
+                      begin: bool) -> int | None:
+    """The id of a new message row, given before its INSERT; None where none is given.
 
     On SQLite, once the transaction's first new ticket is inserted (`_new_ticket_number`),
     the transaction holds the database's only write lock until it ends, and messages are
     written only by `add_message`: the ids after the highest stored one are this
-    transaction's to give. The message rows still pending get theirs first, so that every
-    pending row has one. On PostgreSQL, and before that lock, there is none.
+    transaction's to give. Ids are given from the first mail with files on (`begin`); the
+    message rows still pending then get theirs first, so that every pending row has one.
+    On PostgreSQL, and before that lock, none is given.
     """
     following: int | None = session.info.get(_NEXT_MESSAGE)
     if following is None:
-        if _NEXT_TICKET not in session.info:
+        if not begin or _NEXT_TICKET not in session.info:
             return None
         highest = session.connection().execute(_HIGHEST_MESSAGE_ID).scalar()
         following = int(highest or 0) + 1
