@@ -2,6 +2,8 @@
 # Installs what the tests need (Debian's dovecot-imapd and systemd's systemd-analyze, mailbot
 # with its test extra in .venv),
 # checks lint and types, and runs the whole suite. Extra arguments go to pytest.
+# The tests spend most of their time waiting for servers and subprocesses, so four of them
+# run at once even on two cores; TEST_WORKERS=0 runs them one after another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +31,4 @@ python=${PYTHON:-python3}
 
 .venv/bin/ruff check mailbot tests bench
 .venv/bin/mypy mailbot
-exec .venv/bin/pytest "$@"
+exec .venv/bin/pytest -n "${TEST_WORKERS:-4}" "$@"
