@@ -30,6 +30,7 @@ from mailbot.parsing.html import html_to_text
 from mailbot.parsing.identity import message_ids, normalize_message_id
 from mailbot.parsing.model import Address, Attachment, MessageParseError, ParsedMessage
 from mailbot.parsing.tnef import is_tnef, unpack_tnef
+from mailbot.parsing.tree import TreePart
 
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
@@ -108,7 +109,7 @@ def _message_from_bytes(raw: bytes) -> Message:
     holds line by line: about 8.8 times the mail's size at the peak for a 34 MB mail. Fed in
     slices, as `mailparser.parse_from_file` does from a file, the same tree costs about 2.8.
     """
-    parser = BytesFeedParser(policy=email_policy.compat32)
+    parser = BytesFeedParser(_factory=TreePart, policy=email_policy.compat32)
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_BYTES):
         parser.feed(bytes(view[start:start + _FEED_BYTES]))
