@@ -30,6 +30,7 @@ from mailbot.cli_support import (
     with_json,
 )
 from mailbot.customers import DirectoryFileError, read_customer_file
+from mailbot.gil import hand_over_often
 from mailbot.ingest import Outcome, OutcomeKind, TemporaryFailure
 from mailbot.logs import configure_logging
 from mailbot.mail.imap import MailboxUnavailable
@@ -492,6 +493,7 @@ def demo(ctx: Context, directory: Path) -> None:
 
 def run() -> None:
     """Entry point that logs with structlog's defaults until a config says otherwise."""
+    hand_over_often()
     configure_logging("console", "warning")
     structlog.get_logger("mailbot").debug("start", argv=sys.argv[1:])
     main()

@@ -189,3 +189,14 @@ def test_show_lists_the_files_inside_a_forwarded_mail(config: Path) -> None:
     assert (attached["filename"], attached["contents"]) == ("Export log.eml", ["export.log"])
     text = mailbot(config, "tickets", "show", "1").stdout.decode()
     assert "Export log.eml (message/rfc822" in text and "holds export.log" in text
+
+
+def test_the_command_hands_the_gil_over_to_a_waiting_thread_within_a_tenth_of_a_ms() -> None:
+    """The ingest loop waits for the GIL behind the IMAP, outbox and pool threads."""
+    script = ("import sys\nfrom mailbot import cli\nsys.argv = ['mailbot', '--help']\n"
+              "try:\n    cli.run()\nexcept SystemExit:\n    pass\n"
+              "print(sys.getswitchinterval(), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
+                            check=False)
+    assert b"Usage" in result.stdout
+    assert float(result.stderr.decode().split()[-1]) == pytest.approx(0.0001)
