@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 
 import mailparser
 
+from mailbot.parsing.address_diagnosis import keep_address_diagnoses
 from mailbot.parsing.addresses import parse_addresses
 from mailbot.parsing.filenames import default_filename, sanitize_filename, unique_filenames
 from mailbot.parsing.headers import (
@@ -33,6 +34,7 @@ from mailbot.parsing.tnef import is_tnef, unpack_tnef
 from mailbot.parsing.tree import TreePart
 
 logging.getLogger("mailparser").setLevel(logging.ERROR)
+keep_address_diagnoses()
 
 _HEADER_LINE = re.compile(rb"^(From |[\x21-\x39\x3b-\x7e]{1,80}:)")
 _MAX_PARTS = 2000
