@@ -29,12 +29,14 @@ from mailbot.parsing.headers import (
 )
 from mailbot.parsing.html import html_to_text
 from mailbot.parsing.identity import message_ids, normalize_message_id
+from mailbot.parsing.line_ends import look_at_the_end_only
 from mailbot.parsing.model import Address, Attachment, MessageParseError, ParsedMessage
 from mailbot.parsing.tnef import is_tnef, unpack_tnef
 from mailbot.parsing.tree import TreePart
 
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 keep_address_diagnoses()
+look_at_the_end_only()
 
 _HEADER_LINE = re.compile(rb"^(From |[\x21-\x39\x3b-\x7e]{1,80}:)")
 _MAX_PARTS = 2000
