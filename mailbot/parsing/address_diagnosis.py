@@ -16,17 +16,17 @@ from typing import Any
 import mailparser.core
 from mailparser.utils import get_addresses as _diagnosed
 
-_KEPT_VALUE_LENGTH = 1000
+from mailbot.parsing.addresses import KEPT_VALUE_LENGTH
 
 
 def kept_diagnosis(raw_header: Any, *, defects: list[dict[str, Any]] | None = None,
                    decode_names: bool = False) -> list[tuple[str, str]]:
     """`mailparser.utils.get_addresses`, answered from what was kept for a short value."""
-    if not isinstance(raw_header, str) or len(raw_header) > _KEPT_VALUE_LENGTH:
+    if not isinstance(raw_header, str) or len(raw_header) > KEPT_VALUE_LENGTH:
         return list(_diagnosed(raw_header, defects=defects, decode_names=decode_names))
     addresses, found = _kept(raw_header, decode_names)
     if defects is not None:
-        defects.extend(copy.deepcopy(list(found)))  # the pass adds the header's name to each
+        defects.extend(copy.deepcopy(found))  # the pass adds the header's name to each
     return list(addresses)
 
 

@@ -21,7 +21,7 @@ _BARE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _SET_ASIDE = re.compile(r'"(?:[^"\\]|\\.)*"|=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=')
 _COMMENT_BEFORE_ANGLE = re.compile(r"\s*\([^()]*\)(?=\s*<)")
 _TOKEN = re.compile("\ue000([0-9]+)\ue001")
-_KEPT_VALUE_LENGTH = 1000  # longer header values are parsed, not kept
+KEPT_VALUE_LENGTH = 1000  # longer header values are parsed, not kept
 
 
 def parse_addresses(values: tuple[str, ...] | list[str],
@@ -34,7 +34,7 @@ def parse_addresses(values: tuple[str, ...] | list[str],
     up in mail after mail.
     """
     values, fallbacks = tuple(values), tuple(fallbacks)
-    if sum(map(len, values)) <= _KEPT_VALUE_LENGTH:
+    if sum(map(len, values)) <= KEPT_VALUE_LENGTH:
         return _kept_addresses(values, fallbacks)
     return _addresses(values, fallbacks)
 

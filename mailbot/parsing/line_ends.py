@@ -19,8 +19,6 @@ _LINE_BREAK_AT_END = re.compile(r"(\r\n|\r|\n)\Z")
 class LineBreakAtEnd:
     """`NLCRE_eol`, searched from the text's second-to-last character."""
 
-    pattern = _LINE_BREAK_AT_END.pattern
-
     def search(self, text: str, pos: int = 0, endpos: int = 2**63 - 1) -> re.Match[str] | None:
         end = min(len(text), endpos)
         return _LINE_BREAK_AT_END.search(text, max(pos, end - 2), endpos)
