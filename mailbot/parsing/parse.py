@@ -17,6 +17,7 @@ import mailparser
 
 from mailbot.parsing.address_diagnosis import keep_address_diagnoses
 from mailbot.parsing.addresses import parse_addresses
+from mailbot.parsing.boundaries import match_boundaries_without_compiling
 from mailbot.parsing.filenames import default_filename, sanitize_filename, unique_filenames
 from mailbot.parsing.headers import (
     declared_charsets,
@@ -37,6 +38,7 @@ from mailbot.parsing.tree import TreePart
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 keep_address_diagnoses()
 look_at_the_end_only()
+match_boundaries_without_compiling()
 
 _HEADER_LINE = re.compile(rb"^(From |[\x21-\x39\x3b-\x7e]{1,80}:)")
 _MAX_PARTS = 2000
