@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlmodel import SQLModel
 
 import mailbot.store.models  # noqa: F401  (registers the tables)
 from mailbot.store import Database
-from mailbot.store.db import SCHEMA_REVISION, alembic_config
+from mailbot.store.db import SCHEMA_REVISION, SQLITE_PAGE_SIZE, alembic_config
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -32,6 +33,28 @@ def test_a_sqlite_commit_is_on_disk_before_it_returns(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     finally:
         db.dispose()
+
+
+def test_a_new_sqlite_database_has_large_pages_and_an_old_one_keeps_its_own(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as connection:
+        connection.execute("PRAGMA page_size=4096")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE kept (n INTEGER)")
+        connection.execute("INSERT INTO kept VALUES (7)")
+    connection.close()
+    for path, size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (old, 4096)):
+        db = Database(f"sqlite:///{path}")
+        try:
+            with db.engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA page_size").scalar() == size
+                assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        finally:
+            db.dispose()
+    with sqlite3.connect(old) as connection:
+        assert connection.execute("SELECT n FROM kept").fetchall() == [(7,)]
+    connection.close()
 
 
 def test_the_revision_commands_check_against_is_the_newest_migration(db: Database) -> None:
