@@ -14,6 +14,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlmodel import select
 
 from mailbot.app import App
+from mailbot.autoreply import _AUTO_REPLIES_SINCE, _RECENT_AUTO_REPLIES
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
 from mailbot.ingest import Incoming, Ingestor
@@ -205,3 +206,32 @@ def test_templates_are_read_once_and_again_by_the_renderer_a_reload_builds(
     assert renderer.render_mail("note", {"ticket": {"number": 1}}).text == "Old words\n"
     assert ReplyRenderer(tmp_path).render_mail("note", {"ticket": {"number": 1}}).text == \
         "New words\n"
+
+
+def test_the_rate_limit_reads_only_the_requesters_last_hour(tmp_path: Path) -> None:
+    """Its queries find a requester's tickets by creation time and read the outbox from an
+    index alone: what they cost does not grow with the requester's history."""
+    database = Database(f"sqlite:///{tmp_path / 'mailbot.db'}")
+    database.upgrade()
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    sqlalchemy_event.listen(database.engine, "before_cursor_execute", record)
+    since = NOW - timedelta(hours=1)
+    with database.session() as session:
+        session.execute(_RECENT_AUTO_REPLIES, {"requesters": ["a@x.example", "b@x.example"],
+                                               "since": since}).all()
+        session.execute(_AUTO_REPLIES_SINCE, {"requester": "a@x.example",
+                                              "since": since}).scalar_one()
+    sqlalchemy_event.remove(database.engine, "before_cursor_execute", record)
+    assert len(sent) == 2
+    for statement, parameters in sent:
+        with database.engine.connect() as connection:
+            plan = [row[-1] for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters)]
+        assert any("ix_tickets_requester_created (requester=? AND created_at>?)" in step
+                   for step in plan), plan
+        assert any("COVERING INDEX ix_outbox_ticket_kind" in step for step in plan), plan
+    database.dispose()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision: what a database this mailbot works with is at. Checked
 # against the migrations by a test; starting a command reads it without loading Alembic.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 SQLITE_PAGE_SIZE = 16384  # bytes; see _sqlite_pragmas
 POSTGRES_CONNECT_TIMEOUT_S = 10

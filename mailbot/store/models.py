@@ -56,6 +56,8 @@ class Ticket(SQLModel, table=True):
     """A customer request; its id is the number people quote."""
 
     __tablename__ = "tickets"
+    # A requester's recent tickets, without reading the older ones (the auto-reply rate limit).
+    __table_args__ = (Index("ix_tickets_requester_created", "requester", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     status: str = Field(default="open", sa_column=Column(String(16), nullable=False, index=True))
@@ -63,7 +65,7 @@ class Ticket(SQLModel, table=True):
     customer_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     customer_verified: bool = False
     customer_source: str = Field(default="missing", sa_column=Column(String(16), nullable=False))
-    requester: str = Field(sa_column=Column(String(320), nullable=False, index=True))
+    requester: str = Field(sa_column=Column(String(320), nullable=False))
     requester_name: str = Field(default="", sa_column=Column(String(200), nullable=False))
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
     mailbox: str | None = Field(default=None, sa_column=Column(String(64)))
@@ -176,10 +178,12 @@ class OutboxMail(SQLModel, table=True):
     """An outgoing mail, composed once (its Message-ID fixed) and sent until it goes or fails."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    # A ticket's mails of one kind, and when they were queued, read from the index alone.
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
+                      Index("ix_outbox_ticket_kind", "ticket_id", "kind", "created_at"))
 
     id: int | None = Field(default=None, primary_key=True)
-    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
     kind: str = Field(sa_column=Column(String(16), nullable=False))
     sender: str = Field(sa_column=Column(String(320), nullable=False))
     recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
