@@ -15,7 +15,7 @@ from mailbot.conversation.ids import ThreadSigner
 from mailbot.parsing import ParsedMessage
 from mailbot.pipeline import Analysis
 from mailbot.replies.compose import compose, domain_of
-from mailbot.replies.loops import Sender, no_reply_reason
+from mailbot.replies.loops import Sender, no_reply_reason_given
 from mailbot.replies.render import DueText, ReplyContext, ReplyRenderer
 from mailbot.sla import Dues, SlaBook, Target
 from mailbot.sla.wording import describe_due, describe_hours, local_moment
@@ -108,7 +108,7 @@ class AutoReplier:
         notices = [n for n in self.policy.notices if n.applies(now, rule_ids)]
         for notice in notices:
             add_event(session, ticket.id, now, "notice_linked", notice=notice.id)
-        reason = self._reason(session, ticket, analysis.message, now)
+        reason = self._reason(session, ticket, analysis, now)
         if reason is not None:
             add_event(session, ticket.id, now, "auto_reply_suppressed", reason=reason)
             log.info("auto_reply.suppressed", ticket=ticket.id, reason=reason,
@@ -132,11 +132,11 @@ class AutoReplier:
                   to=ticket.requester)
         return mail.message_id, None
 
-    def _reason(self, session: Session, ticket: Ticket, message: ParsedMessage,
+    def _reason(self, session: Session, ticket: Ticket, analysis: Analysis,
                 now: datetime) -> str | None:
         if not ticket.requester:
             return "no address to answer"
-        reason = no_reply_reason(message, self.policy.who)
+        reason = no_reply_reason_given(analysis.message, self.policy.who, analysis.automatic)
         if reason is not None:
             return reason
         cap = self.policy.per_sender_per_hour

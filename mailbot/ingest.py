@@ -304,12 +304,23 @@ class Ingestor:
                raw: bytes) -> tuple[Route, Ticket | None]:
         if self.conversation is None:
             return Route(RouteKind.NEW), None
+        # A reply naming one of our mails needs only its ticket, which is read (and locked)
+        # once: whether it exists, then the row the reply is stored on.
+        tickets: dict[int, Ticket | None] = {}
+
+        def ticket(number: int) -> Ticket | None:
+            if number not in tickets:
+                tickets[number] = writes.ticket_for_update(session, number)
+            return tickets[number]
+
         route = route_message(analysis.message, raw, self.conversation.signer,
                               self.conversation.who,
-                              lambda number: writes.participants(session, number))
+                              lambda number: writes.participants(session, number),
+                              automatic=analysis.automatic,
+                              exists=lambda number: ticket(number) is not None)
         if route.ticket_number is None or route.kind is RouteKind.NEW:
             return route, None
-        return route, writes.ticket_for_update(session, route.ticket_number)
+        return route, ticket(route.ticket_number)
 
     def _new_ticket(self, session: Session, analysis: Analysis, raw: bytes, *, source: str,
                     mailbox: str | None, now: datetime, parent_id: int | None,

@@ -18,6 +18,7 @@ from mailbot.parsing import (
 )
 from mailbot.parsing.visible import visible_text
 from mailbot.pickled import pickled_by_fields
+from mailbot.replies.loops import automatic_reason
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
 
@@ -81,6 +82,7 @@ class Analysis:
     classification: Classification
     notes: tuple[str, ...] = field(default=())
     visible_text: str | None = None  # what the sender wrote in this mail, when worked out
+    automatic: str | None = None  # why a machine wrote it (`automatic_reason`), or None
 
 
 @pickled_by_fields
@@ -112,4 +114,4 @@ def analyze(raw: bytes, policy: IngestPolicy, directory: CustomerDirectory,
     customer = identify_customer(message, policy.customer_id_patterns, directory)
     classification = classifier.classify(message, customer)
     return Analysis(sha, key, message, customer, classification, tuple(notes),
-                    visible_text(message.body_text))
+                    visible_text(message.body_text), automatic_reason(message))

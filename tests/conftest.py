@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from mailbot.conversation import Route, ThreadSigner, route_message
+from mailbot.parsing import parse_message
+from mailbot.replies.loops import Sender, automatic_reason
 from mailbot.store import Database
 from mailbot.testing import DovecotServer, SmtpCapture, throwaway_database
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def routed(raw: bytes, signer: ThreadSigner, who: Sender,
+           participants: Callable[[int], Collection[str] | None], **given: Any) -> Route:
+    """`route_message` on a raw mail, its automatic reason worked out as analysing does."""
+    message = parse_message(raw)
+    return route_message(message, raw, signer, who, participants,
+                         automatic=automatic_reason(message), **given)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 from sqlmodel import select
 from structlog.testing import capture_logs
 
@@ -70,18 +71,21 @@ def summary(decision: object) -> tuple[object, ...]:
         return ("rejected", decision.key, decision.reason)
     assert isinstance(decision, Analysis)
     return (decision.key, decision.raw_sha256, decision.message, decision.customer,
-            decision.classification, decision.notes)
+            decision.classification, decision.notes, decision.visible_text, decision.automatic)
 
 
 def test_a_worker_decides_exactly_what_the_main_process_decides(pool: AnalysisPool) -> None:
-    """Parsed message, customer, severity and rule hits are the same from a worker."""
+    """Parsed message, customer, severity, rule hits, the text the sender wrote and why a
+    machine wrote the mail are the same from a worker."""
     raws = [mail(1, "Complete outage: site is down"), mail(2, "How do I add a user?"),
             b"\x00\x01 not a mail", *(p.read_bytes() for p in
-                                      sorted((REPO / "mailbot" / "samples").glob("*.eml")))]
+                                      sorted((REPO / "mailbot" / "samples").glob("*.eml"))),
+            *(p.read_bytes() for p in sorted((CORPUS / "autoreplies").glob("*.eml"))[:5])]
     inputs = AnalysisInputs(POLICY, DIRECTORY, RuleBook(REPO / "rules"))
     expected = [summary(d) for d in PendingAnalysis.here(raws, inputs).decisions()]
     actual = [summary(d) for d in pool.submit(raws, inputs).decisions()]
     assert expected == actual
+    assert sum(1 for d in actual if d[0] != "rejected" and d[-1] is not None) >= 5
 
 
 def test_a_worker_that_dies_costs_only_time(pool: AnalysisPool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -18,9 +19,14 @@ from mailbot.autoreply import _AUTO_REPLIES_SINCE, _RECENT_AUTO_REPLIES
 from mailbot.clock import FrozenClock
 from mailbot.config import settings_from_mapping
 from mailbot.ingest import Incoming, Ingestor
-from mailbot.parsing import MessageParseError, parse_message
+from mailbot.parsing import Address, MessageParseError, parse_message
 from mailbot.pipeline import DefaultSeverity
-from mailbot.replies.loops import Sender, no_reply_reason
+from mailbot.replies.loops import (
+    Sender,
+    automatic_reason,
+    no_reply_reason,
+    no_reply_reason_given,
+)
 from mailbot.replies.render import ReplyRenderer, TemplateProblem
 from mailbot.store import Database
 from mailbot.store.models import Event, OutboxMail
@@ -182,6 +188,29 @@ def test_no_bounce_or_auto_reply_of_the_corpus_gets_an_auto_reply() -> None:
         if no_reply_reason(message, Sender()) is None:
             answered.append(path.name)
     assert answered == []
+
+
+def test_the_reason_given_the_automatic_one_is_the_reason_worked_out_whole() -> None:
+    """The main process checks only the sender when the worker found no machine behind a
+    mail, and gets the reason the whole list of checks gives, for every mail of the corpus
+    sent by a customer, an agent or mailbot itself."""
+    files = sorted(CORPUS.rglob("*.eml"))
+    assert len(files) > 350
+    people = (Sender(), Sender(agent_domains=("customer.example",)),
+              Sender(own_addresses=("jane@customer.example",)))
+    compared = 0
+    for path in files:
+        try:
+            message = parse_message(path.read_bytes())
+        except MessageParseError:
+            continue
+        for sender in (message.from_, Address("Jane", "jane@customer.example")):
+            shown = dataclasses.replace(message, from_=sender)
+            for who in people:
+                assert no_reply_reason_given(shown, who, automatic_reason(shown)) == \
+                    no_reply_reason(shown, who), path.name
+                compared += 1
+    assert compared > 2000
 
 
 def test_a_template_failing_while_rendering_is_named_with_file_and_line(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import quopri
 
-from mailbot.conversation import RouteKind, ThreadSigner, route_message
+from conftest import routed
+
+from mailbot.conversation import RouteKind, ThreadSigner
 from mailbot.parsing import parse_message
 from mailbot.replies.loops import Sender, is_bounce
 from mailbot.replies.returned import returned_message_ids
@@ -76,7 +78,7 @@ def test_a_bounce_whose_returned_headers_are_base64_goes_to_its_ticket() -> None
            "--n\r\nContent-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: base64\r\n\r\n"
            + base64.encodebytes(headers.encode()).decode() + "--n--\r\n").encode()
     assert ours.encode() not in raw
-    decision = route_message(parse_message(raw), raw, SIGNER, WHO, on_ticket)
+    decision = routed(raw, SIGNER, WHO, on_ticket)
     assert (decision.kind, decision.ticket_number) == (RouteKind.BOUNCE, 7)
 
 
@@ -89,5 +91,5 @@ def test_a_bounce_quoting_our_id_across_a_quoted_printable_line_break_finds_it()
            b"Subject: failure notice\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
            + body)
     assert ours.encode() not in raw.replace(b"=\n", b"x")
-    decision = route_message(parse_message(raw), raw, SIGNER, WHO, on_ticket)
+    decision = routed(raw, SIGNER, WHO, on_ticket)
     assert (decision.kind, decision.ticket_number) == (RouteKind.BOUNCE, 7)

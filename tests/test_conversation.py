@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import pytest
+from conftest import routed
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,10 +14,8 @@ from mailbot.conversation import (
     RouteKind,
     ThreadSigner,
     parse_commands,
-    route_message,
     subject_tag,
 )
-from mailbot.parsing import parse_message
 from mailbot.replies.loops import Sender
 
 SIGNER = ThreadSigner(b"k" * 32)
@@ -81,7 +80,7 @@ def on_ticket(number: int) -> Collection[str] | None:
 
 
 def route(raw: bytes) -> tuple[RouteKind, int | None, str | None]:
-    decision = route_message(parse_message(raw), raw, SIGNER, WHO, on_ticket)
+    decision = routed(raw, SIGNER, WHO, on_ticket)
     return decision.kind, decision.ticket_number, decision.via
 
 
@@ -105,11 +104,44 @@ def test_routing() -> None:
         RouteKind.AUTOMATIC_REPLY, 7, "signed reference")
 
 
+def test_a_signed_reply_asks_only_whether_its_ticket_exists() -> None:
+    """Given `exists`, a reply naming one of our mails is routed without the addresses on
+    the ticket; a subject tag still needs them, to know the sender is on it."""
+    ours = SIGNER.new_id(7, "auto_reply", "example.com")
+    asked: list[tuple[str, int]] = []
+
+    def exists(number: int) -> bool:
+        asked.append(("exists", number))
+        return number == 7
+
+    def participants(number: int) -> Collection[str] | None:
+        asked.append(("participants", number))
+        return on_ticket(number)
+
+    def decide(raw: bytes) -> tuple[RouteKind, int | None]:
+        decision = routed(raw, SIGNER, WHO, participants,
+                                 exists=exists)
+        return decision.kind, decision.ticket_number
+
+    assert decide(mail("jane@customer.example", headers=f"In-Reply-To: <{ours}>\r\n")) == (
+        RouteKind.FOLLOW_UP, 7)
+    assert asked == [("exists", 7)]
+    asked.clear()
+    gone = SIGNER.new_id(8, "auto_reply", "example.com")
+    assert decide(mail("jane@customer.example", headers=f"In-Reply-To: <{gone}>\r\n")) == (
+        RouteKind.NEW, None)
+    assert asked == [("exists", 8)]
+    asked.clear()
+    assert decide(mail("jane@customer.example", "Re: [#7] Printer")) == (
+        RouteKind.FOLLOW_UP, 7)
+    assert asked == [("participants", 7)]
+
+
 def test_our_own_mail_coming_back_stays_on_its_ticket() -> None:
     ours = SIGNER.new_id(7, "notification", "example.com")
     raw = (f"From: support@example.com\r\nTo: support@example.com\r\nSubject: [#7] New\r\n"
            f"Message-ID: <{ours}>\r\nX-Mailbot-Loop: mailbot\r\n\r\nText\r\n").encode()
-    decision = route_message(parse_message(raw), raw, SIGNER, WHO, on_ticket)
+    decision = routed(raw, SIGNER, WHO, on_ticket)
     assert (decision.kind, decision.ticket_number, decision.via) == (
         RouteKind.AUTOMATIC_REPLY, 7, "our own mail")
 
@@ -124,7 +156,7 @@ def test_a_bounce_of_our_mail_is_routed_to_its_ticket() -> None:
            "Final-Recipient: rfc822; jane@customer.example\r\nStatus: 5.1.1\r\n\r\n"
            "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
            f"Message-ID: <{ours}>\r\nSubject: Re: [#7] Printer\r\n\r\n--b--\r\n").encode()
-    decision = route_message(parse_message(raw), raw, SIGNER, WHO, on_ticket)
+    decision = routed(raw, SIGNER, WHO, on_ticket)
     assert (decision.kind, decision.ticket_number) == (RouteKind.BOUNCE, 7)
     assert decision.ref is not None and decision.ref.message_id == ours
 

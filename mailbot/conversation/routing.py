@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from mailbot.conversation.ids import SignedRef, ThreadSigner
 from mailbot.parsing import ParsedMessage
-from mailbot.replies.loops import Sender, automatic_reason, is_agent, is_bounce
+from mailbot.replies.loops import Sender, is_agent, is_bounce
 from mailbot.replies.returned import returned_text
 
 _TAG = re.compile(r"\[#(\d{1,12})\]")
@@ -46,22 +46,28 @@ def subject_tag(subject: str) -> int | None:
 
 
 def route_message(message: ParsedMessage, raw: bytes, signer: ThreadSigner, who: Sender,
-                  participants: Callable[[int], Collection[str] | None]) -> Route:
+                  participants: Callable[[int], Collection[str] | None], *,
+                  automatic: str | None,
+                  exists: Callable[[int], bool] | None = None) -> Route:
     """Decide where a message goes.
 
-    `participants(n)` gives the addresses already on ticket n, or None when there is no
-    such ticket. `raw` is searched for our ids when the message is a bounce.
+    `automatic` is the message's `automatic_reason`. `participants(n)` gives the addresses
+    already on ticket n, or None when there is no such ticket; `exists(n)`, when given,
+    answers only whether there is (a reply naming one of our mails needs no more). `raw` is
+    searched for our ids when the message is a bounce.
     """
+    def known(number: int) -> bool:
+        return exists(number) if exists is not None else participants(number) is not None
+
     own = signer.verify(message.message_id) if message.message_id else None
-    if own is not None and participants(own.ticket_number) is not None:
+    if own is not None and known(own.ticket_number):
         # One of our own mails delivered back to the mailbox (a copy to ourselves).
         return Route(RouteKind.AUTOMATIC_REPLY, own.ticket_number, "our own mail", own,
                      "sent by mailbot")
     ids = [i for i in (message.in_reply_to, *reversed(message.references)) if i]
     ref = signer.first_ref(ids)
-    if ref is not None and participants(ref.ticket_number) is None:
+    if ref is not None and not known(ref.ticket_number):
         ref = None
-    automatic = automatic_reason(message)
     if automatic is not None:
         if is_bounce(message):
             returned = [r for r in signer.refs_in(returned_text(message, raw))

@@ -138,12 +138,23 @@ def no_reply_reason(message: ParsedMessage, who: Sender) -> str | None:
     return None
 
 
+def no_reply_reason_given(message: ParsedMessage, who: Sender,
+                          automatic: str | None) -> str | None:
+    """`no_reply_reason`, with the mail's `automatic_reason` already worked out (by the
+    worker that analysed it): for a mail no machine wrote, only the sender is left to check."""
+    if automatic is None:
+        return _ourselves_or_agent(message, who)
+    return no_reply_reason(message, who)
+
+
+_MACHINE_CHECKS = tuple(check for name, check in CHECKS if name != "ourselves-or-agent")
+_NOBODY = Sender()
+
+
 def automatic_reason(message: ParsedMessage) -> str | None:
     """Why this mail was written by a machine (bounce, out-of-office, list), or None."""
-    for name, check in CHECKS:
-        if name == "ourselves-or-agent":
-            continue
-        reason = check(message, Sender())
+    for check in _MACHINE_CHECKS:
+        reason = check(message, _NOBODY)
         if reason is not None:
             return reason
     return None
