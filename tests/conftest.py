@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 
 from mailbot.conversation import Route, ThreadSigner, route_message
@@ -18,6 +19,23 @@ from mailbot.testing import DovecotServer, SmtpCapture, throwaway_database
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def sqlite_plans(database: Database, run: Callable[[], object]) -> list[str]:
+    """SQLite's query plan of each statement `run` executes on `database`, one string each."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    sqlalchemy_event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        sqlalchemy_event.remove(database.engine, "before_cursor_execute", record)
+    with database.engine.connect() as connection:
+        return [" | ".join(row[-1] for row in connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)) for statement, parameters in sent]
 
 
 def routed(raw: bytes, signer: ThreadSigner, who: Sender,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS
+from conftest import CORPUS, sqlite_plans
 from sqlalchemy import event as sqlalchemy_event
 from sqlmodel import select
 
@@ -242,25 +242,18 @@ def test_the_rate_limit_reads_only_the_requesters_last_hour(tmp_path: Path) -> N
     index alone: what they cost does not grow with the requester's history."""
     database = Database(f"sqlite:///{tmp_path / 'mailbot.db'}")
     database.upgrade()
-    sent: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        sent.append((statement, parameters))
-
-    sqlalchemy_event.listen(database.engine, "before_cursor_execute", record)
     since = NOW - timedelta(hours=1)
-    with database.session() as session:
-        session.execute(_RECENT_AUTO_REPLIES, {"requesters": ["a@x.example", "b@x.example"],
-                                               "since": since}).all()
-        session.execute(_AUTO_REPLIES_SINCE, {"requester": "a@x.example",
-                                              "since": since}).scalar_one()
-    sqlalchemy_event.remove(database.engine, "before_cursor_execute", record)
-    assert len(sent) == 2
-    for statement, parameters in sent:
-        with database.engine.connect() as connection:
-            plan = [row[-1] for row in connection.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {statement}", parameters)]
-        assert any("ix_tickets_requester_created (requester=? AND created_at>?)" in step
-                   for step in plan), plan
-        assert any("COVERING INDEX ix_outbox_ticket_kind" in step for step in plan), plan
+
+    def run() -> None:
+        with database.session() as session:
+            session.execute(_RECENT_AUTO_REPLIES, {
+                "requesters": ["a@x.example", "b@x.example"], "since": since}).all()
+            session.execute(_AUTO_REPLIES_SINCE, {"requester": "a@x.example",
+                                                  "since": since}).scalar_one()
+
+    plans = sqlite_plans(database, run)
+    assert len(plans) == 2
+    for plan in plans:
+        assert "ix_tickets_requester_created (requester=? AND created_at>?)" in plan, plan
+        assert "COVERING INDEX ix_outbox_ticket_kind" in plan, plan
     database.dispose()

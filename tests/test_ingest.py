@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import sqlite_plans
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
@@ -392,3 +393,33 @@ def test_a_transactions_blobs_and_messages_are_one_insert_each_and_seen_by_its_q
     with db.session() as session:
         assert len(session.exec(select(Message)).all()) == 5
         assert len(session.exec(select(Blob)).all()) == 6  # five mails and one file
+
+
+def test_quarantine_is_looked_up_by_key_however_many_copies_it_holds(tmp_path: Path) -> None:
+    """The held copies of a transaction's messages, and the one of a message quarantined,
+    are found through the key's index, not by reading every held copy."""
+    database = Database(f"sqlite:///{tmp_path / 'mailbot.db'}")
+    database.upgrade()
+    sha = hashlib.sha256(b"not a mail").hexdigest()
+    with database.transaction() as session:
+        writes.put_blob(session, sha, b"not a mail")
+        session.execute(insert(QuarantineEntry), [
+            {"idempotency_key": f"sha256:{n}", "raw_sha256": sha, "reason": "r",
+             "source": "s", "size": 1, "received_at": NOW, "status": status, "attempts": 1}
+            for n, status in enumerate(["held", "replayed", "held"])])
+
+    found: list[object] = []
+
+    def run() -> None:
+        with database.session() as session:
+            found.append(writes.held_quarantine_keys(session, ["sha256:0", "sha256:1", "x"]))
+            held = writes.find_held_quarantine(session, "sha256:2")
+            found.append(held.idempotency_key if held else None)
+            found.append(writes.find_held_quarantine(session, "sha256:1"))
+
+    plans = sqlite_plans(database, run)
+    assert found == [{"sha256:0"}, "sha256:2", None]
+    assert len(plans) == 3
+    assert all("USING INDEX ix_quarantine_idempotency_key (idempotency_key=?)" in plan
+               for plan in plans), plans
+    database.dispose()

@@ -445,9 +445,14 @@ _NOTIFICATION_IDS = select(col(OutboxMail.message_id)).where(
 _STORED_KEYS = select(
     col(Message.idempotency_key), col(Message.message_id), col(Message.ticket_id)).where(
     col(Message.idempotency_key).in_(bindparam("keys", expanding=True)))
-_HELD_KEYS = select(col(QuarantineEntry.idempotency_key)).where(
-    col(QuarantineEntry.idempotency_key).in_(bindparam("keys", expanding=True)),
-    col(QuarantineEntry.status) == "held")
+# Quarantine rows are looked up by key alone and their status read from them: with both in
+# the WHERE clause SQLite chose the status index, reading every held copy for each lookup
+# (48 ms for 50 keys against 50,000 held copies, once a transaction, and a scan for each
+# message quarantined).
+_HELD_KEYS = select(col(QuarantineEntry.idempotency_key), col(QuarantineEntry.status)).where(
+    col(QuarantineEntry.idempotency_key).in_(bindparam("keys", expanding=True)))
+_QUARANTINED = select(QuarantineEntry).where(
+    col(QuarantineEntry.idempotency_key) == bindparam("key"))
 
 
 def participants(session: Session, ticket_id: int) -> set[str] | None:
@@ -498,13 +503,14 @@ def held_quarantine_keys(session: Session, keys: Iterable[str]) -> set[str]:
     wanted = sorted(set(keys))
     if not wanted:
         return set()
-    return set(session.scalars(_HELD_KEYS, {"keys": wanted}).all())
+    return {key for key, status in session.execute(_HELD_KEYS, {"keys": wanted})
+            if status == "held"}
 
 
 def find_held_quarantine(session: Session, key: str) -> QuarantineEntry | None:
-    return session.exec(select(QuarantineEntry).where(
-        col(QuarantineEntry.idempotency_key) == key,
-        col(QuarantineEntry.status) == "held")).first()
+    """The copy of a message held in quarantine, if there is one (there is at most one)."""
+    return next((entry for entry in session.exec(_QUARANTINED, params={"key": key})
+                 if entry.status == "held"), None)
 
 
 def upsert_customers(session: Session, records: Iterable[Any]) -> tuple[int, int]:
