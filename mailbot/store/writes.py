@@ -509,8 +509,8 @@ def held_quarantine_keys(session: Session, keys: Iterable[str]) -> set[str]:
 
 def find_held_quarantine(session: Session, key: str) -> QuarantineEntry | None:
     """The copy of a message held in quarantine, if there is one (there is at most one)."""
-    return next((entry for entry in session.exec(_QUARANTINED, params={"key": key})
-                 if entry.status == "held"), None)
+    entries = session.exec(_QUARANTINED, params={"key": key}).all()
+    return next((entry for entry in entries if entry.status == "held"), None)
 
 
 def upsert_customers(session: Session, records: Iterable[Any]) -> tuple[int, int]:
